@@ -1,0 +1,264 @@
+"""Settings for the loyalty CRM: one module, every deployment knob read from the environment.
+
+Embedded defaults (no variables set) give the local demo: a SQLite file under var/, tasks run eagerly in process.
+Production sets at least DEBUG=0, SECRET_KEY, ALLOWED_HOSTS and DATABASE_URL; `manage.py check --deploy` is clean then.
+"""
+from decimal import Decimal
+from pathlib import Path
+
+import environ
+from django.urls import reverse_lazy
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A local .env (git-ignored) is read when present, so a developer need not export variables by hand.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+# The fallback key only serves the local demo and tests; `check --deploy` rejects it (security.W009).
+SECRET_KEY = env("SECRET_KEY", default="django-insecure-local-demo-key-do-not-use-in-production")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    # Unfold must come before django.contrib.admin: it replaces the admin's templates.
+    "unfold",
+    "unfold.contrib.filters",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    # Domain apps, lowest layer first: campaigns -> points -> tiers -> members.
+    "members",
+    "tiers",
+    "points",
+    "campaigns",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------------------------
+# DATABASE_URL, e.g. postgres://user:pass@host:5432/loyalty (psycopg 3). Default: a SQLite file for the local demo.
+DATA_DIR = Path(env("LOYALTY_DATA_DIR", default=str(BASE_DIR / "var")))
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'loyalty.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # Several requests writing at once must queue, not fail with "database is locked": WAL lets readers run beside
+    # the writer, IMMEDIATE takes the write lock at BEGIN (no lock upgrade deadlock), and the timeout makes a writer
+    # wait for the lock instead of erroring.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services own their transactions
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache --------------------------------------------------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Auth, i18n, static -------------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = env("LANGUAGE_CODE", default="en")
+LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env("TIME_ZONE", default="Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- Security (all on when DEBUG=0; each can be relaxed from the environment, e.g. behind plain-HTTP tests) -------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=True) else None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "SAMEORIGIN"  # Unfold's related-object popups use frames from the same origin
+
+# --- Logging ------------------------------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+}
+
+# --- Celery -------------------------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
+# No broker configured: run every task in process, so the local demo needs no services.
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TIMEZONE = TIME_ZONE
+
+# --- API ----------------------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["config.api.HasApiKeyScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+API_KEY_CUSTOM_HEADER = None  # keys come in "Authorization: Api-Key <key>"
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Loyalty CRM storefront API",
+    "DESCRIPTION": "Members, orders, points and tiers for the storefront. "
+    "Authenticate with `Authorization: Api-Key <key>` (create one with `manage.py create_api_key`).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # Swagger UI and Redoc come from the sidecar package: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "Authorization"}}
+    },
+    "SECURITY": [{"ApiKeyAuth": []}],
+    "ENUM_NAME_OVERRIDES": {},
+}
+
+# --- The loyalty programme ----------------------------------------------------------------------------------------
+# The programme's currency: orders in another currency are refused rather than silently mixed into spend.
+LOYALTY_CURRENCY = env("LOYALTY_CURRENCY", default="CNY")
+# Base earning rate before the tier multiplier: points per currency unit of the paid amount (rounded down).
+LOYALTY_POINTS_PER_CURRENCY_UNIT = Decimal(env("LOYALTY_POINTS_PER_CURRENCY_UNIT", default="1"))
+# Growth value per currency unit of the paid amount (rounded down). Growth decides the tier; it is never spent.
+LOYALTY_GROWTH_PER_CURRENCY_UNIT = Decimal(env("LOYALTY_GROWTH_PER_CURRENCY_UNIT", default="1"))
+# Points earned expire this many months later (0 = never).
+LOYALTY_POINTS_EXPIRY_MONTHS = env.int("LOYALTY_POINTS_EXPIRY_MONTHS", default=24)
+
+# What happens when an order is recorded, in order. Each handler receives the OrderRecorded event inside the
+# order's transaction, with the member row locked. Points come first so an order earns at the tier the member
+# held when placing it; the upgrade it causes applies from the next order on.
+LOYALTY_ORDER_HANDLERS = [
+    "points.services.points_on_order",
+    "tiers.services.growth_on_order",
+    "tiers.services.tier_on_order",
+]
+# What happens when a member registers (after the row exists, same transaction).
+LOYALTY_MEMBER_HANDLERS = [
+    "tiers.services.tier_on_register",
+]
+
+# The member detail (API and member 360) is assembled from these sections, one per app above members, so the
+# members app shows tiers and points without importing them.
+LOYALTY_MEMBER_DETAIL_SECTIONS = [
+    "tiers.selectors.member_detail_tier_section",
+    "points.selectors.member_detail_points_section",
+]
+
+# --- Admin (django-unfold) ----------------------------------------------------------------------------------------
+UNFOLD = {
+    "SITE_TITLE": _("Loyalty CRM"),
+    "SITE_HEADER": _("Loyalty CRM"),
+    "SITE_SYMBOL": "loyalty",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": False,
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": True,
+        "navigation": [
+            {
+                "title": _("Membership"),
+                "items": [
+                    {"title": _("Members"), "icon": "group", "link": reverse_lazy("admin:members_member_changelist")},
+                    {"title": _("Orders"), "icon": "shopping_cart", "link": reverse_lazy("admin:members_order_changelist")},
+                    {"title": _("Tiers"), "icon": "military_tech", "link": reverse_lazy("admin:tiers_tier_changelist")},
+                    {"title": _("Tier changes"), "icon": "trending_up", "link": reverse_lazy("admin:tiers_tierchange_changelist")},
+                    {"title": _("Growth events"), "icon": "show_chart", "link": reverse_lazy("admin:tiers_growthevent_changelist")},
+                ],
+            },
+            {
+                "title": _("Points"),
+                "items": [
+                    {
+                        "title": _("Points ledger"),
+                        "icon": "account_balance",
+                        "link": reverse_lazy("admin:points_pointstransaction_changelist"),
+                    },
+                ],
+            },
+            {
+                "title": _("Settings"),
+                "items": [
+                    {"title": _("API keys"), "icon": "key", "link": reverse_lazy("admin:members_apikey_changelist")},
+                    {"title": _("Staff users"), "icon": "person", "link": reverse_lazy("admin:auth_user_changelist")},
+                    {"title": _("Roles"), "icon": "badge", "link": reverse_lazy("admin:auth_group_changelist")},
+                ],
+            },
+        ],
+    },
+}
+

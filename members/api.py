@@ -1,0 +1,186 @@
+"""Storefront API for members and orders: validate, call one service, serialise."""
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .models import ApiScope
+from .selectors import member_detail, member_get
+from .services import member_register, order_record
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable error code.")
+    detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Field name -> messages, for input errors.",
+    )
+
+
+def error_responses(*statuses: int) -> dict:
+    descriptions = {
+        400: "Invalid input",
+        401: "Missing or invalid API key",
+        403: "The key lacks the scope",
+        404: "Unknown member",
+        409: "Conflict with the current state",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in statuses}
+
+
+class MemberRegisterView(APIView):
+    required_scope = ApiScope.MEMBERS
+
+    class Input(serializers.Serializer):
+        external_id = serializers.CharField(max_length=64)
+        email = serializers.EmailField(required=False, allow_blank=True)
+        phone = serializers.CharField(max_length=32, required=False, allow_blank=True)
+        name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+        birthday = serializers.DateField(required=False, allow_null=True)
+        region = serializers.CharField(max_length=64, required=False, allow_blank=True)
+        email_opt_in = serializers.BooleanField(required=False)
+        sms_opt_in = serializers.BooleanField(required=False)
+        referral_code = serializers.CharField(
+            max_length=16, required=False, allow_blank=True, help_text="The referrer's code, counted at sign-up only."
+        )
+
+    @extend_schema(
+        operation_id="members_register",
+        summary="Register a member, or update their profile",
+        description="Upsert by external_id: 201 when the member is new, 200 when an existing profile was updated. "
+        "Fields left out keep their value.",
+        request=Input,
+        responses={201: "MemberDetail", 200: "MemberDetail", **error_responses(400, 401, 403)},
+    )
+    def post(self, request):
+        data = _validated(self.Input, request.data)
+        member, created = member_register(**data)
+        return Response(
+            MemberDetailView.Output(member_detail(member)).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class MemberDetailView(APIView):
+    required_scope = ApiScope.READ
+
+    class Output(serializers.Serializer):
+        class Tier(serializers.Serializer):
+            class Benefits(serializers.Serializer):
+                points_multiplier = serializers.DecimalField(max_digits=5, decimal_places=2)
+                discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
+                free_shipping = serializers.BooleanField()
+                birthday_bonus_points = serializers.IntegerField()
+
+            code = serializers.CharField()
+            name = serializers.CharField()
+            rank = serializers.IntegerField()
+            benefits = Benefits()
+
+        class NextTier(Tier):
+            class Missing(serializers.Serializer):
+                growth = serializers.IntegerField()
+                spend = serializers.DecimalField(max_digits=14, decimal_places=2)
+                orders = serializers.IntegerField()
+
+            missing = Missing(help_text="What is still missing to reach this tier.")
+
+        class ExpiringPoints(serializers.Serializer):
+            date = serializers.DateField()
+            points = serializers.IntegerField()
+
+        external_id = serializers.CharField()
+        email = serializers.EmailField()
+        phone = serializers.CharField()
+        name = serializers.CharField()
+        birthday = serializers.DateField(allow_null=True)
+        region = serializers.CharField()
+        joined_at = serializers.DateTimeField()
+        email_opt_in = serializers.BooleanField()
+        sms_opt_in = serializers.BooleanField()
+        referral_code = serializers.CharField(help_text="This member's own code, to share with friends.")
+        tier = Tier(allow_null=True)
+        tier_expires_at = serializers.DateTimeField(allow_null=True)
+        next_tier = NextTier(allow_null=True, help_text="The next rung up, or null at the top of the ladder.")
+        points_balance = serializers.IntegerField(help_text="Points available to spend.")
+        points_pending = serializers.IntegerField(help_text="Points earned but not yet spendable.")
+        points_debt = serializers.IntegerField(help_text="Points owed after refunds; paid off by later earnings.")
+        points_expiring_soon = ExpiringPoints(many=True, help_text="Points expiring in the next 30 days, by date.")
+        growth_value = serializers.IntegerField()
+        lifetime_spend = serializers.DecimalField(max_digits=14, decimal_places=2)
+        currency = serializers.CharField()
+        order_count = serializers.IntegerField()
+        first_order_at = serializers.DateTimeField(allow_null=True)
+        last_order_at = serializers.DateTimeField(allow_null=True)
+
+        class Meta:
+            ref_name = "MemberDetail"
+
+    @extend_schema(
+        operation_id="members_retrieve",
+        summary="A member's balances, tier and progress",
+        responses={200: Output, **error_responses(401, 403, 404)},
+    )
+    def get(self, request, external_id: str):
+        member = member_get(external_id=external_id)
+        return Response(self.Output(member_detail(member)).data)
+
+
+class OrderRecordView(APIView):
+    required_scope = ApiScope.ORDERS
+
+    class Input(serializers.Serializer):
+        order_id = serializers.CharField(max_length=64)
+        customer_id = serializers.CharField(max_length=64, help_text="The member's external_id.")
+        placed_at = serializers.DateTimeField(
+            help_text="ISO 8601. Without an offset, the site time zone (TIME_ZONE) is assumed."
+        )
+        amount = serializers.DecimalField(
+            max_digits=12, decimal_places=2, min_value=0, help_text="Paid amount, as a decimal string."
+        )
+        currency = serializers.CharField(min_length=3, max_length=3, default=settings.LOYALTY_CURRENCY)
+        quantity = serializers.IntegerField(min_value=1, max_value=1_000_000, default=1)
+        category = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+        channel = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+
+    class Output(serializers.Serializer):
+        order_id = serializers.CharField()
+        customer_id = serializers.CharField()
+        points_earned = serializers.IntegerField()
+        growth_earned = serializers.IntegerField()
+        tier = serializers.CharField(allow_null=True, help_text="The member's tier code after this order.")
+        created = serializers.BooleanField(help_text="False when this order had been recorded before.")
+
+        class Meta:
+            ref_name = "OrderRecorded"
+
+    @extend_schema(
+        operation_id="orders_record",
+        summary="Record a paid order: earn points and growth, upgrade the tier",
+        description="Idempotent by order_id: the same order posted again answers 200 with the first result and "
+        "credits nothing; the same order_id with different data is 409 order_conflict.",
+        request=Input,
+        responses={201: Output, 200: Output, **error_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request):
+        data = _validated(self.Input, request.data)
+        result = order_record(**data)
+        order, member = result.order, result.member
+        body = {
+            "order_id": order.order_id,
+            "customer_id": member.external_id,
+            "points_earned": order.points_earned,
+            "growth_earned": order.growth_earned,
+            "tier": member.tier.code if member.tier_id else None,
+            "created": result.created,
+        }
+        return Response(self.Output(body).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -1,0 +1,147 @@
+"""Members, their purchase history and the storefront's API keys.
+
+Member carries denormalised balances owned by the higher apps: `points_*` columns are written only by
+`points.services`, `tier`/`tier_expires_at`/`growth_value` only by `tiers.services`, always with the member row
+locked. The database refuses negative balances whatever the code does.
+"""
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from rest_framework_api_key.models import AbstractAPIKey
+
+
+class Member(models.Model):
+    external_id = models.CharField(
+        _("storefront customer id"), max_length=64, unique=True, help_text=_("The customer's id in the shop system.")
+    )
+    email = models.EmailField(_("email"), blank=True)
+    phone = models.CharField(_("phone"), max_length=32, blank=True)
+    name = models.CharField(_("name"), max_length=150, blank=True)
+    birthday = models.DateField(_("birthday"), null=True, blank=True)
+    region = models.CharField(_("region"), max_length=64, blank=True)
+    joined_at = models.DateTimeField(_("joined at"), default=timezone.now)
+
+    # Marketing consents per channel; messages (campaigns) respect them.
+    email_opt_in = models.BooleanField(_("email marketing consent"), default=False)
+    sms_opt_in = models.BooleanField(_("SMS marketing consent"), default=False)
+    consents_updated_at = models.DateTimeField(_("consents updated at"), null=True, blank=True)
+
+    referral_code = models.CharField(_("referral code"), max_length=16, unique=True)
+    referred_by = models.ForeignKey(
+        "self", verbose_name=_("referred by"), null=True, blank=True, on_delete=models.SET_NULL, related_name="referrals"
+    )
+
+    tier = models.ForeignKey(
+        "tiers.Tier", verbose_name=_("tier"), null=True, blank=True, on_delete=models.PROTECT, related_name="members"
+    )
+    tier_expires_at = models.DateTimeField(_("tier expires at"), null=True, blank=True)
+    growth_value = models.BigIntegerField(_("growth value"), default=0)
+
+    points_balance = models.BigIntegerField(_("available points"), default=0)
+    points_pending = models.BigIntegerField(_("pending points"), default=0)
+    points_debt = models.BigIntegerField(_("points debt"), default=0)
+
+    lifetime_spend = models.DecimalField(_("lifetime spend"), max_digits=14, decimal_places=2, default=0)
+    order_count = models.PositiveIntegerField(_("orders"), default=0)
+    first_order_at = models.DateTimeField(_("first order at"), null=True, blank=True)
+    last_order_at = models.DateTimeField(_("last order at"), null=True, blank=True)
+
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("member")
+        verbose_name_plural = _("members")
+        ordering = ["-joined_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(points_balance__gte=0), name="member_points_balance_non_negative"),
+            models.CheckConstraint(condition=Q(points_pending__gte=0), name="member_points_pending_non_negative"),
+            models.CheckConstraint(condition=Q(points_debt__gte=0), name="member_points_debt_non_negative"),
+            models.CheckConstraint(condition=Q(growth_value__gte=0), name="member_growth_value_non_negative"),
+            models.CheckConstraint(condition=Q(lifetime_spend__gte=0), name="member_lifetime_spend_non_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["email"], name="member_email_idx"),
+            models.Index(fields=["phone"], name="member_phone_idx"),
+            models.Index(fields=["last_order_at"], name="member_last_order_idx"),
+            models.Index(fields=["joined_at"], name="member_joined_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.external_id})" if self.name else self.external_id
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PAID = "paid", _("paid")
+        PARTIALLY_REFUNDED = "partially_refunded", _("partially refunded")
+        REFUNDED = "refunded", _("refunded")
+        CANCELLED = "cancelled", _("cancelled")
+
+    order_id = models.CharField(_("order id"), max_length=64, unique=True)
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="orders")
+    placed_at = models.DateTimeField(_("placed at"))
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3)
+    quantity = models.PositiveIntegerField(_("quantity"), default=1)
+    category = models.CharField(_("category"), max_length=64, blank=True)
+    channel = models.CharField(_("channel"), max_length=32, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.PAID)
+    refunded_amount = models.DecimalField(_("refunded amount"), max_digits=12, decimal_places=2, default=0)
+    # What the order earned when it was recorded: a repeated post answers with the same figures.
+    points_earned = models.BigIntegerField(_("points earned"), default=0)
+    growth_earned = models.BigIntegerField(_("growth earned"), default=0)
+    created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        ordering = ["-placed_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="order_amount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=F("amount")),
+                name="order_refund_within_amount",
+            ),
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="order_quantity_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["member", "-placed_at"], name="order_member_placed_idx"),
+            models.Index(fields=["placed_at"], name="order_placed_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.order_id} · {self.amount} {self.currency}"
+
+
+class ApiScope(models.TextChoices):
+    """What a storefront API key may do. A key holds a list of these."""
+
+    READ = "read", _("read members, tiers, rewards")
+    MEMBERS = "members", _("register and update members")
+    ORDERS = "orders", _("record orders and refunds")
+    REDEMPTIONS = "redemptions", _("redeem rewards")
+    ENGAGEMENT = "engagement", _("check-ins and member events")
+    PRIVACY = "privacy", _("export and anonymise member data")
+
+
+class ApiKey(AbstractAPIKey):
+    """A storefront API key, stored hashed (sha512 of a high-entropy key); the key itself is shown once.
+
+    It lives in the lowest app because every app's API authenticates with it.
+    """
+
+    scopes = models.JSONField(_("scopes"), default=list, blank=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes

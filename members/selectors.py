@@ -1,0 +1,45 @@
+"""Reads on members."""
+from django.conf import settings
+
+from .errors import MemberNotFound
+from .models import Member
+from .services import configured_hooks
+
+
+def member_get(*, external_id: str) -> Member:
+    member = Member.objects.select_related("tier").filter(external_id=external_id).first()
+    if member is None:
+        raise MemberNotFound()
+    return member
+
+
+def member_detail(member: Member) -> dict:
+    """Everything the storefront shows on a member page: profile and aggregates from this app, plus one section
+    per higher app (settings.LOYALTY_MEMBER_DETAIL_SECTIONS: tier and progress, points expiring soon...)."""
+    detail = {
+        field: getattr(member, field)
+        for field in (
+            "external_id",
+            "email",
+            "phone",
+            "name",
+            "birthday",
+            "region",
+            "joined_at",
+            "email_opt_in",
+            "sms_opt_in",
+            "referral_code",
+            "points_balance",
+            "points_pending",
+            "points_debt",
+            "growth_value",
+            "lifetime_spend",
+            "order_count",
+            "first_order_at",
+            "last_order_at",
+        )
+    }
+    detail["currency"] = settings.LOYALTY_CURRENCY
+    for section in configured_hooks("LOYALTY_MEMBER_DETAIL_SECTIONS"):
+        detail.update(section(member))
+    return detail
