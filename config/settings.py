@@ -80,7 +80,8 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------------------------------------------
 # DATABASE_URL, e.g. postgres://user:pass@host:5432/loyalty (psycopg 3). Default: a SQLite file for the local demo.
 DATA_DIR = Path(env("LOYALTY_DATA_DIR", default=str(BASE_DIR / "var")))
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'loyalty.sqlite3'}")}
+DATABASE_URL = env("DATABASE_URL", default="") or f"sqlite:///{DATA_DIR / 'loyalty.sqlite3'}"
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     # Several requests writing at once must queue, not fail with "database is locked": WAL lets readers run beside

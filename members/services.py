@@ -158,7 +158,7 @@ def order_record(
 
     try:
         with transaction.atomic():
-            member = Member.objects.select_for_update().select_related("tier").filter(external_id=customer_id).first()
+            member = Member.objects.select_for_update(of=("self",)).select_related("tier").filter(external_id=customer_id).first()
             if member is None:
                 raise MemberNotFound()
             # Checked after the lock: a concurrent post of the same order has committed by now, or not started.

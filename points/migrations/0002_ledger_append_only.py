@@ -9,11 +9,13 @@ POSTGRES_FORWARD = f"""
 CREATE FUNCTION points_ledger_append_only() RETURNS trigger AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        RAISE EXCEPTION 'points ledger is append-only: transaction % cannot be deleted', OLD.id;
+        RAISE EXCEPTION 'points ledger is append-only: transaction % cannot be deleted', OLD.id
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     IF (NEW.id, {', '.join('NEW.' + c.strip() for c in GUARDED.split(','))})
        IS DISTINCT FROM (OLD.id, {', '.join('OLD.' + c.strip() for c in GUARDED.split(','))}) THEN
-        RAISE EXCEPTION 'points ledger is append-only: only remaining may change on transaction %', OLD.id;
+        RAISE EXCEPTION 'points ledger is append-only: only remaining may change on transaction %', OLD.id
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     RETURN NEW;
 END;
@@ -39,17 +41,17 @@ SQLITE_BACKWARD = "DROP TRIGGER IF EXISTS points_ledger_append_only;"
 def forward(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
-        schema_editor.execute(POSTGRES_FORWARD)
+        schema_editor.execute(POSTGRES_FORWARD, params=None)
     elif vendor == "sqlite":
-        schema_editor.execute(SQLITE_FORWARD)
+        schema_editor.execute(SQLITE_FORWARD, params=None)
 
 
 def backward(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
-        schema_editor.execute(POSTGRES_BACKWARD)
+        schema_editor.execute(POSTGRES_BACKWARD, params=None)
     elif vendor == "sqlite":
-        schema_editor.execute(SQLITE_BACKWARD)
+        schema_editor.execute(SQLITE_BACKWARD, params=None)
 
 
 class Migration(migrations.Migration):

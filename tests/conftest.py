@@ -1,0 +1,66 @@
+import os
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from members.models import ApiKey, ApiScope
+
+from .factories import MemberFactory, OrderFactory
+
+POSTGRES_REASON = "needs PostgreSQL: run with DATABASE_URL=postgres://postgres@127.0.0.1:5432/loyalty"
+
+
+def pytest_collection_modifyitems(config, items):
+    on_postgres = connection.vendor == "postgresql"
+    if os.environ.get("LOYALTY_REQUIRE_POSTGRES") == "1" and not on_postgres:
+        raise pytest.UsageError(f"LOYALTY_REQUIRE_POSTGRES=1 but the database is {connection.vendor}")
+    if on_postgres:
+        return
+    skip = pytest.mark.skip(reason=POSTGRES_REASON)
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def member_factory(db):
+    return MemberFactory
+
+
+@pytest.fixture
+def order_factory(db):
+    return OrderFactory
+
+
+@pytest.fixture
+def member(member_factory):
+    return member_factory()
+
+
+def _api_key(scopes):
+    api_key, key = ApiKey.objects.create_key(name="test storefront", scopes=list(scopes))
+    return key
+
+
+@pytest.fixture
+def api_key(db):
+    """A key holding every scope."""
+    return _api_key(ApiScope.values)
+
+
+@pytest.fixture
+def api_client(api_key):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
+    return client
+
+
+@pytest.fixture
+def api_client_with_scopes(db):
+    def make(*scopes):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {_api_key(scopes)}")
+        return client
+
+    return make
