@@ -23,6 +23,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _plain_http(settings):
+    """Production defaults redirect HTTP to HTTPS; the test client speaks plain HTTP."""
+    settings.SECURE_SSL_REDIRECT = False
+
+
 @pytest.fixture
 def member_factory(db):
     return MemberFactory
