@@ -1,6 +1,6 @@
 """Storefront API for members and orders: validate, call one service, serialise."""
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,6 +10,7 @@ from .selectors import member_detail, member_get
 from .services import member_register, order_record
 
 
+@extend_schema_serializer(component_name="Error")
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable machine-readable error code.")
     detail = serializers.CharField()
@@ -31,9 +32,67 @@ def error_responses(*statuses: int) -> dict:
     return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in statuses}
 
 
+@extend_schema_serializer(component_name="MemberDetail")
+class MemberDetailOutput(serializers.Serializer):
+    @extend_schema_serializer(component_name="TierSummary")
+    class Tier(serializers.Serializer):
+        @extend_schema_serializer(component_name="TierBenefits")
+        class Benefits(serializers.Serializer):
+            points_multiplier = serializers.DecimalField(max_digits=5, decimal_places=2)
+            discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
+            free_shipping = serializers.BooleanField()
+            birthday_bonus_points = serializers.IntegerField()
+
+        code = serializers.CharField()
+        name = serializers.CharField()
+        rank = serializers.IntegerField()
+        benefits = Benefits()
+
+    @extend_schema_serializer(component_name="NextTier")
+    class NextTier(Tier):
+        @extend_schema_serializer(component_name="TierMissing")
+        class Missing(serializers.Serializer):
+            growth = serializers.IntegerField()
+            spend = serializers.DecimalField(max_digits=14, decimal_places=2)
+            orders = serializers.IntegerField()
+
+        missing = Missing(help_text="What is still missing to reach this tier.")
+
+    @extend_schema_serializer(component_name="ExpiringPoints")
+    class ExpiringPoints(serializers.Serializer):
+        date = serializers.DateField()
+        points = serializers.IntegerField()
+
+    external_id = serializers.CharField()
+    email = serializers.EmailField()
+    phone = serializers.CharField()
+    name = serializers.CharField()
+    birthday = serializers.DateField(allow_null=True)
+    region = serializers.CharField()
+    joined_at = serializers.DateTimeField()
+    email_opt_in = serializers.BooleanField()
+    sms_opt_in = serializers.BooleanField()
+    referral_code = serializers.CharField(help_text="This member's own code, to share with friends.")
+    tier = Tier(allow_null=True)
+    tier_expires_at = serializers.DateTimeField(allow_null=True)
+    next_tier = NextTier(allow_null=True, help_text="The next rung up, or null at the top of the ladder.")
+    points_balance = serializers.IntegerField(help_text="Points available to spend.")
+    points_pending = serializers.IntegerField(help_text="Points earned but not yet spendable.")
+    points_debt = serializers.IntegerField(help_text="Points owed after refunds; paid off by later earnings.")
+    points_expiring_soon = ExpiringPoints(many=True, help_text="Points expiring in the next 30 days, by date.")
+    growth_value = serializers.IntegerField()
+    lifetime_spend = serializers.DecimalField(max_digits=14, decimal_places=2)
+    currency = serializers.CharField()
+    order_count = serializers.IntegerField()
+    first_order_at = serializers.DateTimeField(allow_null=True)
+    last_order_at = serializers.DateTimeField(allow_null=True)
+
+
+
 class MemberRegisterView(APIView):
     required_scope = ApiScope.MEMBERS
 
+    @extend_schema_serializer(component_name="MemberRegistration")
     class Input(serializers.Serializer):
         external_id = serializers.CharField(max_length=64)
         email = serializers.EmailField(required=False, allow_blank=True)
@@ -53,13 +112,13 @@ class MemberRegisterView(APIView):
         description="Upsert by external_id: 201 when the member is new, 200 when an existing profile was updated. "
         "Fields left out keep their value.",
         request=Input,
-        responses={201: "MemberDetail", 200: "MemberDetail", **error_responses(400, 401, 403)},
+        responses={201: MemberDetailOutput, 200: MemberDetailOutput, **error_responses(400, 401, 403)},
     )
     def post(self, request):
         data = _validated(self.Input, request.data)
         member, created = member_register(**data)
         return Response(
-            MemberDetailView.Output(member_detail(member)).data,
+            MemberDetailOutput(member_detail(member)).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -67,71 +126,20 @@ class MemberRegisterView(APIView):
 class MemberDetailView(APIView):
     required_scope = ApiScope.READ
 
-    class Output(serializers.Serializer):
-        class Tier(serializers.Serializer):
-            class Benefits(serializers.Serializer):
-                points_multiplier = serializers.DecimalField(max_digits=5, decimal_places=2)
-                discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
-                free_shipping = serializers.BooleanField()
-                birthday_bonus_points = serializers.IntegerField()
-
-            code = serializers.CharField()
-            name = serializers.CharField()
-            rank = serializers.IntegerField()
-            benefits = Benefits()
-
-        class NextTier(Tier):
-            class Missing(serializers.Serializer):
-                growth = serializers.IntegerField()
-                spend = serializers.DecimalField(max_digits=14, decimal_places=2)
-                orders = serializers.IntegerField()
-
-            missing = Missing(help_text="What is still missing to reach this tier.")
-
-        class ExpiringPoints(serializers.Serializer):
-            date = serializers.DateField()
-            points = serializers.IntegerField()
-
-        external_id = serializers.CharField()
-        email = serializers.EmailField()
-        phone = serializers.CharField()
-        name = serializers.CharField()
-        birthday = serializers.DateField(allow_null=True)
-        region = serializers.CharField()
-        joined_at = serializers.DateTimeField()
-        email_opt_in = serializers.BooleanField()
-        sms_opt_in = serializers.BooleanField()
-        referral_code = serializers.CharField(help_text="This member's own code, to share with friends.")
-        tier = Tier(allow_null=True)
-        tier_expires_at = serializers.DateTimeField(allow_null=True)
-        next_tier = NextTier(allow_null=True, help_text="The next rung up, or null at the top of the ladder.")
-        points_balance = serializers.IntegerField(help_text="Points available to spend.")
-        points_pending = serializers.IntegerField(help_text="Points earned but not yet spendable.")
-        points_debt = serializers.IntegerField(help_text="Points owed after refunds; paid off by later earnings.")
-        points_expiring_soon = ExpiringPoints(many=True, help_text="Points expiring in the next 30 days, by date.")
-        growth_value = serializers.IntegerField()
-        lifetime_spend = serializers.DecimalField(max_digits=14, decimal_places=2)
-        currency = serializers.CharField()
-        order_count = serializers.IntegerField()
-        first_order_at = serializers.DateTimeField(allow_null=True)
-        last_order_at = serializers.DateTimeField(allow_null=True)
-
-        class Meta:
-            ref_name = "MemberDetail"
-
     @extend_schema(
         operation_id="members_retrieve",
         summary="A member's balances, tier and progress",
-        responses={200: Output, **error_responses(401, 403, 404)},
+        responses={200: MemberDetailOutput, **error_responses(401, 403, 404)},
     )
     def get(self, request, external_id: str):
         member = member_get(external_id=external_id)
-        return Response(self.Output(member_detail(member)).data)
+        return Response(MemberDetailOutput(member_detail(member)).data)
 
 
 class OrderRecordView(APIView):
     required_scope = ApiScope.ORDERS
 
+    @extend_schema_serializer(component_name="OrderInput")
     class Input(serializers.Serializer):
         order_id = serializers.CharField(max_length=64)
         customer_id = serializers.CharField(max_length=64, help_text="The member's external_id.")
@@ -146,6 +154,7 @@ class OrderRecordView(APIView):
         category = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
         channel = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
 
+    @extend_schema_serializer(component_name="OrderRecorded")
     class Output(serializers.Serializer):
         order_id = serializers.CharField()
         customer_id = serializers.CharField()
@@ -153,9 +162,6 @@ class OrderRecordView(APIView):
         growth_earned = serializers.IntegerField()
         tier = serializers.CharField(allow_null=True, help_text="The member's tier code after this order.")
         created = serializers.BooleanField(help_text="False when this order had been recorded before.")
-
-        class Meta:
-            ref_name = "OrderRecorded"
 
     @extend_schema(
         operation_id="orders_record",

@@ -29,6 +29,16 @@ def _plain_http(settings):
     settings.SECURE_SSL_REDIRECT = False
 
 
+@pytest.fixture(autouse=True)
+def _static_without_manifest(settings):
+    """With DEBUG=0 static files need `collectstatic`'s manifest; tests render pages without running it
+    (tests/test_deploy.py runs collectstatic for real)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @pytest.fixture
 def member_factory(db):
     return MemberFactory
