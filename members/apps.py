@@ -1,7 +1,19 @@
 from django.apps import AppConfig
+from django.core.signals import setting_changed
 from django.utils.translation import gettext_lazy as _
 
 
 class MembersConfig(AppConfig):
     name = "members"
     verbose_name = _("Membership")
+
+    def ready(self):
+        # The LOYALTY_*_HANDLERS / *_SECTIONS lists are imported once; a test that overrides one must see the change.
+        setting_changed.connect(_forget_configured_hooks, dispatch_uid="members.configured_hooks")
+
+
+def _forget_configured_hooks(setting, **kwargs):
+    if setting.startswith("LOYALTY_"):
+        from .services import configured_hooks
+
+        configured_hooks.cache_clear()

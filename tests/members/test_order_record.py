@@ -90,3 +90,19 @@ def test_a_failing_handler_rolls_back_the_whole_order(member, monkeypatch):
     assert not Order.objects.exists()
     assert not PointsTransaction.objects.exists()
     assert (member.points_balance, member.order_count) == (0, 0)
+
+
+def test_the_order_pipeline_runs_the_handlers_named_in_the_setting_in_order(member, settings):
+    calls = []
+    settings.LOYALTY_ORDER_HANDLERS = ["tests.members.test_order_record.spy_handler"]
+    spy_handler.calls = calls
+
+    result = record(member)
+
+    assert calls == ["o-1"]
+    assert result.order.points_earned == 7  # what the handler reported, stored on the order
+
+
+def spy_handler(event):
+    spy_handler.calls.append(event.order.order_id)
+    event.points_earned = 7
