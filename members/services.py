@@ -158,7 +158,9 @@ def order_record(
 
     try:
         with transaction.atomic():
-            member = Member.objects.select_for_update(of=("self",)).select_related("tier").filter(external_id=customer_id).first()
+            # No select_related("tier") here: when a concurrent order changed the tier while we waited for the
+            # lock, PostgreSQL re-checks only the locked row and the joined tier columns come back NULL.
+            member = Member.objects.select_for_update().filter(external_id=customer_id).first()
             if member is None:
                 raise MemberNotFound()
             # Checked after the lock: a concurrent post of the same order has committed by now, or not started.
