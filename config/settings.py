@@ -192,8 +192,8 @@ LOYALTY_CURRENCY = env("LOYALTY_CURRENCY", default="CNY")
 LOYALTY_POINTS_PER_CURRENCY_UNIT = Decimal(env("LOYALTY_POINTS_PER_CURRENCY_UNIT", default="1"))
 # Growth value per currency unit of the paid amount (rounded down). Growth decides the tier; it is never spent.
 LOYALTY_GROWTH_PER_CURRENCY_UNIT = Decimal(env("LOYALTY_GROWTH_PER_CURRENCY_UNIT", default="1"))
-# Points earned expire this many months later (0 = never).
-LOYALTY_POINTS_EXPIRY_MONTHS = env.int("LOYALTY_POINTS_EXPIRY_MONTHS", default=24)
+# Expiry, pending days, returns policy, cash deduction and the value of a point are the points policy, edited by
+# staff in the admin (points.models.PointsPolicy), not settings.
 
 # What happens when an order is recorded, in order. Each handler receives the OrderRecorded event inside the
 # order's transaction, with the member row locked. Points come first so an order earns at the tier the member
@@ -202,6 +202,12 @@ LOYALTY_ORDER_HANDLERS = [
     "points.services.points_on_order",
     "tiers.services.growth_on_order",
     "tiers.services.tier_on_order",
+]
+# What happens when (part of) an order is refunded, in order, inside the refund's transaction: points used on the
+# order come back before the earned points are clawed back, so they can cover the clawback instead of debt.
+LOYALTY_REFUND_HANDLERS = [
+    "points.services.points_on_refund",
+    "tiers.services.growth_on_refund",
 ]
 # What happens when a member registers (after the row exists, same transaction).
 LOYALTY_MEMBER_HANDLERS = [

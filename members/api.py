@@ -76,10 +76,14 @@ class MemberDetailOutput(serializers.Serializer):
     tier = Tier(allow_null=True)
     tier_expires_at = serializers.DateTimeField(allow_null=True)
     next_tier = NextTier(allow_null=True, help_text="The next rung up, or null at the top of the ladder.")
+    is_blocked = serializers.BooleanField(help_text="A blocked member earns and spends no points.")
     points_balance = serializers.IntegerField(help_text="Points available to spend.")
     points_pending = serializers.IntegerField(help_text="Points earned but not yet spendable.")
     points_debt = serializers.IntegerField(help_text="Points owed after refunds; paid off by later earnings.")
-    points_expiring_soon = ExpiringPoints(many=True, help_text="Points expiring in the next 30 days, by date.")
+    points_expiring_soon = ExpiringPoints(
+        many=True,
+        help_text="Points expiring within the policy's window (30 days by default), by the last day they can be used.",
+    )
     growth_value = serializers.IntegerField()
     lifetime_spend = serializers.DecimalField(max_digits=14, decimal_places=2)
     currency = serializers.CharField()

@@ -50,3 +50,24 @@ class InvalidOrder(InvalidInput):
 class OrderConflict(Conflict):
     code = "order_conflict"
     default_detail = _("An order with this id was already recorded with different data.")
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+    default_detail = _("No order with this id.")
+
+
+class InvalidRefund(InvalidInput):
+    code = "invalid_refund"
+    field = "amount"
+
+
+class RefundExceedsOrder(InvalidInput):
+    code = "refund_exceeds_order"
+    default_detail = _("The refund is more than what is left to refund on this order.")
+    field = "amount"
+
+
+class RefundConflict(Conflict):
+    code = "refund_conflict"
+    default_detail = _("A refund with this id was already recorded with different data.")

@@ -43,6 +43,10 @@ class Member(models.Model):
     points_pending = models.BigIntegerField(_("pending points"), default=0)
     points_debt = models.BigIntegerField(_("points debt"), default=0)
 
+    # A blocked member (fraud, abuse) keeps their history but earns and spends nothing until unblocked.
+    is_blocked = models.BooleanField(_("blocked"), default=False)
+    blocked_reason = models.CharField(_("blocked because"), max_length=200, blank=True)
+
     lifetime_spend = models.DecimalField(_("lifetime spend"), max_digits=14, decimal_places=2, default=0)
     order_count = models.PositiveIntegerField(_("orders"), default=0)
     first_order_at = models.DateTimeField(_("first order at"), null=True, blank=True)
@@ -93,6 +97,7 @@ class Order(models.Model):
     # What the order earned when it was recorded: a repeated post answers with the same figures.
     points_earned = models.BigIntegerField(_("points earned"), default=0)
     growth_earned = models.BigIntegerField(_("growth earned"), default=0)
+    points_used = models.BigIntegerField(_("points used"), default=0, help_text=_("Points that paid part of the order."))
     created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
 
     class Meta:
@@ -114,6 +119,32 @@ class Order(models.Model):
 
     def __str__(self):
         return f"{self.order_id} · {self.amount} {self.currency}"
+
+
+class OrderRefund(models.Model):
+    """One refund of (part of) an order, idempotent by the storefront's refund_id. The points and growth columns
+    record what the refund handlers took back or gave back, so a repeated post answers with the same figures."""
+
+    refund_id = models.CharField(_("refund id"), max_length=64, unique=True)
+    order = models.ForeignKey(Order, verbose_name=_("order"), on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    points_clawed_back = models.BigIntegerField(_("points clawed back"), default=0)
+    points_forgiven = models.BigIntegerField(
+        _("points forgiven"), default=0, help_text=_("What the balance could not cover, under the within-balance policy.")
+    )
+    points_debt = models.BigIntegerField(_("points put in debt"), default=0)
+    points_returned = models.BigIntegerField(_("points returned"), default=0, help_text=_("Points used on the order, given back."))
+    growth_clawed_back = models.BigIntegerField(_("growth clawed back"), default=0)
+    created_at = models.DateTimeField(_("refunded at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="order_refund_amount_positive")]
+
+    def __str__(self):
+        return f"{self.refund_id} · {self.amount}"
 
 
 class ApiScope(models.TextChoices):

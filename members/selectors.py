@@ -29,6 +29,7 @@ def member_detail(member: Member) -> dict:
             "email_opt_in",
             "sms_opt_in",
             "referral_code",
+            "is_blocked",
             "points_balance",
             "points_pending",
             "points_debt",

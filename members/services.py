@@ -11,13 +11,24 @@ from decimal import Decimal
 from functools import cache
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
-from .errors import InvalidOrder, MemberNotFound, OrderConflict, UnknownReferralCode, UnsupportedCurrency
-from .models import Member, Order
+from .errors import (
+    InvalidOrder,
+    InvalidRefund,
+    MemberNotFound,
+    OrderConflict,
+    OrderNotFound,
+    RefundConflict,
+    RefundExceedsOrder,
+    UnknownReferralCode,
+    UnsupportedCurrency,
+)
+from .models import Member, Order, OrderRefund
 
 # No 0/O/1/I/L: codes are read aloud and typed from screenshots.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -35,12 +46,44 @@ class OrderRecorded:
 
     order: Order
     member: Member
+    points_to_use: int = 0
     points_earned: int = 0
     growth_earned: int = 0
+    points_used: int = 0
+
+
+@dataclass
+class OrderRefunded:
+    """What the refund handlers receive; they record what they took back or gave back on `refund`."""
+
+    order: Order
+    member: Member
+    refund: "OrderRefund"
+    refunded_before: Decimal
+    refunded_after: Decimal
+
+    def share_of(self, total: int) -> int:
+        """The part of `total` (points or growth the order earned) that belongs to this refund.
+
+        Computed from the cumulative refunded share, so partial refunds never drift: once the whole order is
+        refunded, exactly `total` has been taken back."""
+        if self.order.amount <= 0 or total <= 0:
+            return 0
+        before = int(total * self.refunded_before / self.order.amount)
+        after = int(total * self.refunded_after / self.order.amount)
+        return after - before
 
 
 @dataclass(frozen=True)
 class OrderResult:
+    order: Order
+    member: Member
+    created: bool
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund: "OrderRefund"
     order: Order
     member: Member
     created: bool
@@ -138,11 +181,13 @@ def order_record(
     quantity: int = 1,
     category: str = "",
     channel: str = "",
+    points_to_use: int = 0,
 ) -> OrderResult:
     """Record a paid order and run the order handlers (points, growth, tier), all in one transaction.
 
     Idempotent by `order_id`: posting the same order again returns the first result and credits nothing. The same id
-    with different data is an OrderConflict, never an overwrite.
+    with different data is an OrderConflict, never an overwrite. `points_to_use` pays part of the order with points
+    (cash deduction; `amount` is then what was paid in money), spent by the points handler.
     """
     currency = currency.upper()
     if currency != settings.LOYALTY_CURRENCY:
@@ -151,6 +196,8 @@ def order_record(
         )
     if amount < 0:
         raise InvalidOrder(_("The amount cannot be negative."), field="amount")
+    if points_to_use < 0:
+        raise InvalidOrder(_("points_to_use cannot be negative."), field="points_to_use")
     if timezone.is_naive(placed_at):
         raise InvalidOrder(_("placed_at needs a time zone offset."), field="placed_at")
     if placed_at > timezone.now() + ORDER_CLOCK_SKEW:
@@ -166,7 +213,7 @@ def order_record(
             # Checked after the lock: a concurrent post of the same order has committed by now, or not started.
             existing = Order.objects.filter(order_id=order_id).first()
             if existing is not None:
-                return _order_replay(existing, member, placed_at, amount, currency)
+                return _order_replay(existing, member, placed_at, amount, currency, points_to_use)
 
             order = Order.objects.create(
                 order_id=order_id,
@@ -179,27 +226,31 @@ def order_record(
                 channel=channel,
             )
             _member_add_purchase(member, order)
-            event = OrderRecorded(order=order, member=member)
+            event = OrderRecorded(order=order, member=member, points_to_use=points_to_use)
             for handler in configured_hooks("LOYALTY_ORDER_HANDLERS"):
                 handler(event)
+            if points_to_use and event.points_used != points_to_use:
+                raise ImproperlyConfigured("points_to_use was given but no order handler spent the points")
             order.points_earned = event.points_earned
             order.growth_earned = event.growth_earned
-            order.save(update_fields=["points_earned", "growth_earned"])
+            order.points_used = event.points_used
+            order.save(update_fields=["points_earned", "growth_earned", "points_used"])
             return OrderResult(order=order, member=member, created=True)
     except IntegrityError:
         # The same order id was recorded for another member in parallel (its lock is not ours): answer as a replay.
         existing = Order.objects.filter(order_id=order_id).select_related("member__tier").first()
         if existing is None:
             raise
-        return _order_replay(existing, existing.member, placed_at, amount, currency)
+        return _order_replay(existing, existing.member, placed_at, amount, currency, points_to_use)
 
 
-def _order_replay(existing: Order, member: Member, placed_at, amount, currency) -> OrderResult:
+def _order_replay(existing: Order, member: Member, placed_at, amount, currency, points_to_use) -> OrderResult:
     same = (
         existing.member_id == member.pk
         and existing.amount == amount
         and existing.currency == currency
         and existing.placed_at == placed_at
+        and existing.points_used == points_to_use
     )
     if not same:
         raise OrderConflict()
@@ -214,3 +265,62 @@ def _member_add_purchase(member: Member, order: Order) -> None:
     if member.last_order_at is None or order.placed_at > member.last_order_at:
         member.last_order_at = order.placed_at
     member.save(update_fields=["lifetime_spend", "order_count", "first_order_at", "last_order_at", "updated_at"])
+
+
+def order_refund(*, order_id: str, refund_id: str, amount: Decimal) -> RefundResult:
+    """Refund (part of) an order: reduce the member's spend and run the refund handlers (claw back points and growth,
+    give back points used on the order), all in one transaction with the member locked.
+
+    Idempotent by `refund_id`: the same refund posted again answers with the first result; the same id with other data
+    is a RefundConflict. Partial and repeated refunds add up to at most the order's amount.
+    """
+    if amount <= 0:
+        raise InvalidRefund(_("A refund amount must be positive."))
+    order = Order.objects.filter(order_id=order_id).only("id", "member_id").first()
+    if order is None:
+        raise OrderNotFound()
+    try:
+        with transaction.atomic():
+            member = Member.objects.select_for_update().get(pk=order.member_id)
+            order = Order.objects.get(pk=order.pk)  # re-read under the member's lock: earlier refunds are visible
+            existing = OrderRefund.objects.filter(refund_id=refund_id).first()
+            if existing is not None:
+                return _refund_replay(existing, order, member, amount)
+            left = order.amount - order.refunded_amount
+            if amount > left:
+                raise RefundExceedsOrder(
+                    _("Only %(left)s %(currency)s is left to refund on this order.")
+                    % {"left": left, "currency": order.currency}
+                )
+            refund = OrderRefund.objects.create(refund_id=refund_id, order=order, amount=amount)
+            event = OrderRefunded(
+                order=order,
+                member=member,
+                refund=refund,
+                refunded_before=order.refunded_amount,
+                refunded_after=order.refunded_amount + amount,
+            )
+            order.refunded_amount = event.refunded_after
+            fully = order.refunded_amount == order.amount
+            order.status = Order.Status.REFUNDED if fully else Order.Status.PARTIALLY_REFUNDED
+            order.save(update_fields=["refunded_amount", "status"])
+            # Spend is net of refunds; a wholly refunded order no longer counts as a purchase.
+            member.lifetime_spend = max(member.lifetime_spend - amount, Decimal("0"))
+            if fully and member.order_count > 0:
+                member.order_count -= 1
+            member.save(update_fields=["lifetime_spend", "order_count", "updated_at"])
+            for handler in configured_hooks("LOYALTY_REFUND_HANDLERS"):
+                handler(event)
+            refund.save()
+            return RefundResult(refund=refund, order=order, member=member, created=True)
+    except IntegrityError:
+        existing = OrderRefund.objects.filter(refund_id=refund_id).select_related("order__member").first()
+        if existing is None:
+            raise
+        return _refund_replay(existing, existing.order, existing.order.member, amount)
+
+
+def _refund_replay(existing: OrderRefund, order: Order, member: Member, amount: Decimal) -> RefundResult:
+    if existing.order_id != order.pk or existing.amount != amount:
+        raise RefundConflict()
+    return RefundResult(refund=existing, order=order, member=member, created=False)

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import transaction
 
 from members.models import Member
-from members.services import OrderRecorded, member_lock
+from members.services import OrderRecorded, OrderRefunded, member_lock
 
 from .models import GrowthEvent, Tier, TierChange
 from .selectors import tier_best_qualified, tier_ladder
@@ -19,6 +19,8 @@ def growth_for_amount(amount: Decimal) -> int:
 def growth_on_order(event: OrderRecorded) -> None:
     """Order handler: the paid amount earns growth value at the configured rate."""
     order = event.order
+    if event.member.is_blocked:
+        return
     growth = growth_for_amount(order.amount)
     if growth > 0:
         _growth_add(
@@ -30,6 +32,22 @@ def growth_on_order(event: OrderRecorded) -> None:
             idempotency_key=f"order:{order.order_id}",
         )
     event.growth_earned = growth
+
+
+def growth_on_refund(event: OrderRefunded) -> None:
+    """Refund handler: take back the refunded share of the growth the order earned (never below zero). The tier
+    stays: a downgrade follows the tier's validity rules, not a single refund."""
+    growth = min(event.share_of(event.order.growth_earned), event.member.growth_value)
+    if growth > 0:
+        _growth_add(
+            member=event.member,
+            amount=-growth,
+            source=GrowthEvent.Source.REFUND,
+            occurred_at=event.refund.created_at,
+            reference=event.order.order_id,
+            idempotency_key=f"refund:{event.refund.refund_id}",
+        )
+    event.refund.growth_clawed_back = growth
 
 
 def _growth_add(*, member: Member, amount: int, source, occurred_at, reference, idempotency_key) -> GrowthEvent:
