@@ -4,11 +4,21 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from members import api as members_api
+from points import api as points_api
 
 api_v1 = [
     path("members/", members_api.MemberRegisterView.as_view(), name="member-register"),
     path("members/<str:external_id>/", members_api.MemberDetailView.as_view(), name="member-detail"),
+    path(
+        "members/<str:external_id>/transactions/",
+        points_api.MemberTransactionsView.as_view(),
+        name="member-transactions",
+    ),
+    path("members/<str:external_id>/points-quote/", points_api.PointsQuoteView.as_view(), name="member-points-quote"),
     path("orders/", members_api.OrderRecordView.as_view(), name="order-record"),
+    path("orders/<str:order_id>/refunds/", members_api.OrderRefundView.as_view(), name="order-refund"),
+    path("rewards/", points_api.RewardListView.as_view(), name="reward-list"),
+    path("redemptions/", points_api.RedemptionCreateView.as_view(), name="redemption-create"),
 ]
 
 urlpatterns = [

@@ -1,4 +1,6 @@
 """Storefront API for members and orders: validate, call one service, serialise."""
+from decimal import Decimal
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -7,7 +9,7 @@ from rest_framework.views import APIView
 
 from .models import ApiScope
 from .selectors import member_detail, member_get
-from .services import member_register, order_record
+from .services import member_register, order_record, order_refund
 
 
 @extend_schema_serializer(component_name="Error")
@@ -157,6 +159,13 @@ class OrderRecordView(APIView):
         quantity = serializers.IntegerField(min_value=1, max_value=1_000_000, default=1)
         category = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
         channel = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+        points_to_use = serializers.IntegerField(
+            min_value=0,
+            max_value=10**12,
+            default=0,
+            help_text="Points paying part of this order (cash deduction; see GET members/{external_id}/points-quote/). "
+            "`amount` is then the money paid.",
+        )
 
     @extend_schema_serializer(component_name="OrderRecorded")
     class Output(serializers.Serializer):
@@ -164,6 +173,7 @@ class OrderRecordView(APIView):
         customer_id = serializers.CharField()
         points_earned = serializers.IntegerField()
         growth_earned = serializers.IntegerField()
+        points_used = serializers.IntegerField()
         tier = serializers.CharField(allow_null=True, help_text="The member's tier code after this order.")
         created = serializers.BooleanField(help_text="False when this order had been recorded before.")
 
@@ -184,7 +194,65 @@ class OrderRecordView(APIView):
             "customer_id": member.external_id,
             "points_earned": order.points_earned,
             "growth_earned": order.growth_earned,
+            "points_used": order.points_used,
             "tier": member.tier.code if member.tier_id else None,
+            "created": result.created,
+        }
+        return Response(self.Output(body).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class OrderRefundView(APIView):
+    required_scope = ApiScope.ORDERS
+
+    @extend_schema_serializer(component_name="RefundInput")
+    class Input(serializers.Serializer):
+        refund_id = serializers.CharField(max_length=64)
+        amount = serializers.DecimalField(
+            max_digits=12, decimal_places=2, min_value=Decimal("0.01"), help_text="Refunded amount, a decimal string."
+        )
+
+    @extend_schema_serializer(component_name="RefundRecorded")
+    class Output(serializers.Serializer):
+        refund_id = serializers.CharField()
+        order_id = serializers.CharField()
+        customer_id = serializers.CharField()
+        amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+        order_refunded_amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+        order_status = serializers.CharField()
+        points_clawed_back = serializers.IntegerField()
+        points_debt = serializers.IntegerField(help_text="Clawed-back points the balance could not cover, now owed.")
+        points_forgiven = serializers.IntegerField(help_text="Under the within-balance policy: not taken back.")
+        points_returned = serializers.IntegerField(help_text="Points used on the order, given back.")
+        growth_clawed_back = serializers.IntegerField()
+        points_balance = serializers.IntegerField()
+        created = serializers.BooleanField(help_text="False when this refund had been recorded before.")
+
+    @extend_schema(
+        operation_id="orders_refund",
+        summary="Refund (part of) an order: claw back its points and growth",
+        description="Partial and repeated refunds add up to at most the order's amount (beyond: 400 "
+        "refund_exceeds_order). Idempotent by refund_id: the same refund again answers 200 with the first result; "
+        "the same refund_id with other data is 409 refund_conflict.",
+        request=Input,
+        responses={201: Output, 200: Output, **error_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, order_id: str):
+        data = _validated(self.Input, request.data)
+        result = order_refund(order_id=order_id, **data)
+        refund, order, member = result.refund, result.order, result.member
+        body = {
+            "refund_id": refund.refund_id,
+            "order_id": order.order_id,
+            "customer_id": member.external_id,
+            "amount": refund.amount,
+            "order_refunded_amount": order.refunded_amount,
+            "order_status": order.status,
+            "points_clawed_back": refund.points_clawed_back,
+            "points_debt": refund.points_debt,
+            "points_forgiven": refund.points_forgiven,
+            "points_returned": refund.points_returned,
+            "growth_clawed_back": refund.growth_clawed_back,
+            "points_balance": member.points_balance,
             "created": result.created,
         }
         return Response(self.Output(body).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)

@@ -37,6 +37,7 @@ def test_posting_an_order_answers_201_with_points_growth_and_tier(api_client, me
         "customer_id": member.external_id,
         "points_earned": 1200,
         "growth_earned": 1200,
+        "points_used": 0,
         "tier": "silver",
         "created": True,
     }
