@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "rest_framework_api_key",
     "django_filters",
@@ -157,6 +158,12 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = TIME_ZONE
+# Every spend also settles its own member first, so these jobs keep balances and reports current rather than
+# guard correctness; both are idempotent and safe to overlap.
+CELERY_BEAT_SCHEDULE = {
+    "expire-points": {"task": "points.expire_points", "schedule": 60 * 60},
+    "release-pending-points": {"task": "points.release_pending_points", "schedule": 60 * 60},
+}
 
 # --- API ----------------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -249,6 +256,18 @@ UNFOLD = {
                         "title": _("Points ledger"),
                         "icon": "account_balance",
                         "link": reverse_lazy("admin:points_pointstransaction_changelist"),
+                    },
+                    {"title": _("Rewards"), "icon": "redeem", "link": reverse_lazy("admin:points_reward_changelist")},
+                    {
+                        "title": _("Redemptions"),
+                        "icon": "receipt_long",
+                        "link": reverse_lazy("admin:points_redemption_changelist"),
+                    },
+                    {"title": _("Liability"), "icon": "savings", "link": reverse_lazy("admin:points_liability")},
+                    {
+                        "title": _("Points policy"),
+                        "icon": "tune",
+                        "link": reverse_lazy("admin:points_pointspolicy_changelist"),
                     },
                 ],
             },

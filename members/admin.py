@@ -15,6 +15,8 @@ from datetime import datetime, time, timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 from django.core.cache import cache
 from django.utils.text import capfirst
 from django.utils.timezone import make_aware
@@ -39,7 +41,7 @@ from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget
 import config.admin  # noqa: F401
 
 from .models import ApiKey, ApiScope, Member, Order
-from .services import PROFILE_FIELDS, member_register
+from .services import PROFILE_FIELDS, member_register, member_set_blocked
 
 HISTORY_INLINE_ROWS = 20
 
@@ -142,6 +144,44 @@ class OrderCurrencyFilter(DistinctValuesFilter):
     parameter_name = field_name = "currency"
 
 
+def confirmed_action(modeladmin, request, queryset, *, form_class, title, summary, confirm_label, apply, preview=10):
+    """An admin action in two steps: a confirmation page showing what will be touched and asking for the form's
+    fields (amount, reason...), then `apply(cleaned_data)`, which calls services and returns None when it is done.
+    Works with "select all" across pages: the selection travels as the changelist's filters, not a list of ids."""
+    if request.POST.get("confirmed") == "yes":
+        form = form_class(request.POST)
+        if form.is_valid():
+            return apply(form.cleaned_data)
+    else:
+        form = form_class()
+    count = queryset.count()
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "summary": summary % {"count": count},
+        "queryset": queryset if request.POST.get("select_across") != "1" else [],
+        "select_across": request.POST.get("select_across") == "1",
+        "preview": list(queryset[:preview]),
+        "more": max(0, count - preview),
+        "action": request.POST.get("action", ""),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "form": form,
+        "confirm_label": confirm_label,
+        "opts": modeladmin.model._meta,
+    }
+    return TemplateResponse(request, "admin/confirm_action.html", context)
+
+
+def member_admin_action(action):
+    """Add an action to the member list. Used by the higher apps' admins (points adds "Adjust points")."""
+    MemberAdmin.actions = [*(MemberAdmin.actions or ()), action]
+    return action
+
+
+class BlockForm(forms.Form):
+    reason = forms.CharField(label=_("Reason"), max_length=200, help_text=_("Recorded in the member's history."))
+
+
 def member_header(member: Member) -> list[str]:
     """Name over storefront id, as Unfold's two-line header cell."""
     return [member.name or member.external_id, member.external_id if member.name else ""]
@@ -203,6 +243,7 @@ class MemberAdmin(ModelAdmin):
     list_select_related = ("tier",)
     list_filter = (
         ("tier", RelatedDropdownFilter),
+        ("is_blocked", BooleanRadioFilter),
         ("joined_at", DayRangeFilter),
         ("last_order_at", DayRangeFilter),
         ("points_balance", RangeNumericFilter),
@@ -223,6 +264,8 @@ class MemberAdmin(ModelAdmin):
     autocomplete_fields = ("referred_by",)
     inlines = [OrderInline]
 
+    actions = ["block_members", "unblock_members"]
+
     add_fieldsets = (  # Unfold's ModelAdmin shows these on the add page
         (_("Profile"), {"fields": ("external_id", "name", "email", "phone", "birthday", "region")}),
         (_("Consents"), {"fields": ("email_opt_in", "sms_opt_in")}),
@@ -232,6 +275,7 @@ class MemberAdmin(ModelAdmin):
         (_("Profile"), {"fields": ("external_id", "name", "email", "phone", "birthday", "region", "joined_at")}),
         (_("Consents"), {"fields": ("email_opt_in", "sms_opt_in", "consents_updated_at")}),
         (_("Referral"), {"fields": ("referral_code", "referred_by")}),
+        (_("Status"), {"fields": ("is_blocked", "blocked_reason")}),
         (_("Tier"), {"fields": ("tier", "tier_expires_at", "growth_value")}),
         (_("Points"), {"fields": ("points_balance", "points_pending", "points_debt")}),
         (_("Purchases"), {"fields": ("lifetime_spend", "order_count", "first_order_at", "last_order_at")}),
@@ -244,6 +288,8 @@ class MemberAdmin(ModelAdmin):
         "consents_updated_at",
         "referral_code",
         "referred_by",
+        "is_blocked",
+        "blocked_reason",
         "tier",
         "tier_expires_at",
         "growth_value",
@@ -264,6 +310,37 @@ class MemberAdmin(ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else self.service_owned_fields
+
+    @admin.action(description=_("Block selected members"), permissions=["change"])
+    def block_members(self, request, queryset):
+        def apply(data):
+            changed = self._set_blocked(request, queryset, True, data["reason"])
+            self.message_user(request, _("%(count)s members blocked.") % {"count": changed}, messages.SUCCESS)
+
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            form_class=BlockForm,
+            title=_("Block members"),
+            summary=_("%(count)s members will earn and spend no points until unblocked."),
+            confirm_label=_("Block"),
+            apply=apply,
+        )
+
+    @admin.action(description=_("Unblock selected members"), permissions=["change"])
+    def unblock_members(self, request, queryset):
+        changed = self._set_blocked(request, queryset, False, "")
+        self.message_user(request, _("%(count)s members unblocked.") % {"count": changed}, messages.SUCCESS)
+
+    def _set_blocked(self, request, queryset, blocked: bool, reason: str) -> int:
+        changed = 0
+        for member in queryset.order_by("pk").iterator(chunk_size=500):
+            if member_set_blocked(member=member, blocked=blocked, reason=reason):
+                changed += 1
+                message = f"Blocked: {reason}" if blocked else "Unblocked"
+                self.log_change(request, member, message)
+        return changed
 
     def get_inlines(self, request, obj):
         return [] if obj is None else self.inlines

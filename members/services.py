@@ -18,6 +18,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from .errors import (
+    InvalidInput,
     InvalidOrder,
     InvalidRefund,
     MemberNotFound,
@@ -324,3 +325,19 @@ def _refund_replay(existing: OrderRefund, order: Order, member: Member, amount: 
     if existing.order_id != order.pk or existing.amount != amount:
         raise RefundConflict()
     return RefundResult(refund=existing, order=order, member=member, created=False)
+
+
+def member_set_blocked(*, member: Member, blocked: bool, reason: str = "") -> bool:
+    """Block a member (they keep their history but earn and spend nothing) or unblock them. A block needs a reason.
+    Returns whether anything changed."""
+    reason = (reason or "").strip()
+    if blocked and not reason:
+        raise InvalidInput(_("Give a reason for blocking."), field="reason")
+    with transaction.atomic():
+        member_lock(member)
+        if member.is_blocked == blocked:
+            return False
+        member.is_blocked = blocked
+        member.blocked_reason = reason[:200] if blocked else ""
+        member.save(update_fields=["is_blocked", "blocked_reason", "updated_at"])
+        return True

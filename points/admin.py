@@ -4,8 +4,18 @@ The ledger is append-only (the database refuses anything else), and the admin ag
 never added, edited or deleted here. Corrections are new transactions written by `points.services` (manual
 adjustments arrive as an admin action calling that service).
 """
-from django.contrib import admin
+import csv
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.filters.admin import (
     AutocompleteSelectFilter,
     ChoicesDropdownFilter,
@@ -16,19 +26,27 @@ from unfold.decorators import display
 
 from members.admin import (
     DayRangeFilter,
+    MemberAdmin,
     MemberHistoryInline,
     ReadOnlyModelAdmin,
+    confirmed_action,
+    member_admin_action,
     member_admin_inline,
     member_header,
 )
+from members.errors import DomainError
 
-from .models import PointsTransaction
+from .models import PointsAllocation, PointsPolicy, PointsTransaction, Redemption, Reward
+from .selectors import points_liability
+from .services import points_adjust, redemption_cancel
 
 KIND_COLOURS = {
     PointsTransaction.Kind.EARN: "success",
     PointsTransaction.Kind.BONUS: "success",
     PointsTransaction.Kind.REDEEM: "info",
     PointsTransaction.Kind.REDEEM_CANCEL: "info",
+    PointsTransaction.Kind.DEDUCT: "info",
+    PointsTransaction.Kind.DEDUCT_RETURN: "info",
     PointsTransaction.Kind.EXPIRE: "warning",
     PointsTransaction.Kind.CLAWBACK: "danger",
     PointsTransaction.Kind.ADJUST: "warning",
@@ -63,9 +81,39 @@ class PointsTransactionAdmin(ReadOnlyModelAdmin):
     show_full_result_count = False
     list_per_page = 50
     fieldsets = (
-        (None, {"fields": ("member", "kind", "amount", "remaining", "expires_at")}),
-        (_("Origin"), {"fields": ("reference", "idempotency_key", "note", "created_at", "created_by")}),
+        (None, {"fields": ("member", "kind", "amount", "remaining", "expires_at", "pending_until", "debt_delta")}),
+        (_("Origin"), {"fields": ("reference", "idempotency_key", "reverses", "note", "created_at", "created_by")}),
     )
+
+    def get_inlines(self, request, obj):
+        # Where the points came from or went: the lots a debit drew on, or what spent a lot.
+        if obj is None:
+            return []
+        return [LotSpendingInline] if obj.is_lot else [AllocationInline]
+
+    def get_urls(self):
+        report = self.admin_site.admin_view(self.liability_view)
+        return [path("liability/", report, name="points_liability"), *super().get_urls()]
+
+    def liability_view(self, request):
+        """Finance's page: outstanding points and their value, by tier and expiry month, and monthly flows.
+        `?format=csv` downloads the same figures."""
+        if not request.user.has_perm("points.view_pointstransaction"):
+            raise PermissionDenied
+        report = points_liability()
+        if request.GET.get("format") == "csv":
+            return liability_csv(report)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Points liability"),
+            "report": report,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/points/liability.html", context)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "liability_url": reverse("admin:points_liability")}
+        return super().changelist_view(request, extra_context)
 
     @display(description=_("member"), header=True, ordering="member__name")
     def member_display(self, obj):
@@ -78,6 +126,253 @@ class PointsTransactionAdmin(ReadOnlyModelAdmin):
     @display(description=_("points"), ordering="amount")
     def amount_display(self, obj):
         return f"{obj.amount:+d}"
+
+
+class AllocationInline(TabularInline):
+    model = PointsAllocation
+    fk_name = "transaction"
+    verbose_name_plural = _("lots drawn on or given back to")
+    fields = ("lot", "points", "lot_expires_at")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+    @display(description=_("lot expires at"))
+    def lot_expires_at(self, obj):
+        return obj.lot.expires_at
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("lot").order_by("pk")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class LotSpendingInline(AllocationInline):
+    fk_name = "lot"
+    verbose_name_plural = _("what moved this lot")
+    fields = ("transaction", "points")
+    readonly_fields = fields
+    per_page = 50
+
+    def get_queryset(self, request):
+        return super(AllocationInline, self).get_queryset(request).select_related("transaction").order_by("pk")
+
+
+def liability_csv(report) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="points-liability-{report.as_of:%Y-%m-%d}.csv"'
+    response.write("\ufeff")  # Excel reads UTF-8 with a BOM
+    writer = csv.writer(response)
+    writer.writerow(["section", "key", "points", "value", "members"])
+    writer.writerow(["outstanding", "available", report.available, "", ""])
+    writer.writerow(["outstanding", "pending", report.pending, "", ""])
+    writer.writerow(["outstanding", "total", report.outstanding, report.value, report.members])
+    for row in report.by_tier:
+        writer.writerow(["by tier", row["tier"], row["points"], row["value"], row["members"]])
+    for row in report.by_expiry_month:
+        month = row["month"].strftime("%Y-%m") if row["month"] else "never"
+        writer.writerow(["by expiry month", month, row["points"], row["value"], ""])
+    writer.writerow([])
+    writer.writerow(["month", "issued", "redeemed", "expired", "clawed back", "adjusted out"])
+    for row in report.by_month:
+        writer.writerow(
+            [row["month"].strftime("%Y-%m"), row["issued"], row["redeemed"], row["expired"], row["clawed_back"], row["adjusted_out"]]
+        )
+    writer.writerow(["breakage rate (expired / issued)", report.breakage_rate if report.breakage_rate is not None else ""])
+    return response
+
+
+# --- Policy -----------------------------------------------------------------------------------------------------
+
+
+@admin.register(PointsPolicy)
+class PointsPolicyAdmin(ModelAdmin):
+    """One row: the list goes straight to it; it is never added or deleted."""
+
+    fieldsets = (
+        (_("Expiry"), {"fields": ("expiry_mode", "expiry_period", "expiring_soon_days")}),
+        (_("Orders and refunds"), {"fields": ("pending_days", "returns_policy")}),
+        (_("Cash deduction"), {"fields": ("deduction_points_per_unit", "deduction_max_percent", "deduction_min_points")}),
+        (_("Finance"), {"fields": ("point_value",)}),
+        (_("Record"), {"fields": ("updated_at", "updated_by")}),
+    )
+    readonly_fields = ("updated_at", "updated_by")
+
+    def changelist_view(self, request, extra_context=None):
+        policy, _created = PointsPolicy.objects.get_or_create(pk=1)
+        return HttpResponseRedirect(reverse("admin:points_pointspolicy_change", args=[policy.pk]))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+# --- Rewards and redemptions ------------------------------------------------------------------------------------
+
+
+@admin.register(Reward)
+class RewardAdmin(ModelAdmin):
+    list_display = ("name", "code", "kind", "points_cost", "stock_display", "per_member_limit", "min_tier", "active", "available_until")
+    list_filter = ("active", ("kind", ChoicesDropdownFilter), ("min_tier", RelatedDropdownFilter))
+    list_editable = ("active",)
+    list_select_related = ("min_tier",)
+    search_fields = ("code", "name")
+    prepopulated_fields = {"code": ("name",)}
+    list_per_page = 50
+    fieldsets = (
+        (None, {"fields": ("name", "code", "kind", "description", "value")}),
+        (_("Price and limits"), {"fields": ("points_cost", "stock", "per_member_limit", "min_tier")}),
+        (_("Availability"), {"fields": ("active", "available_from", "available_until")}),
+    )
+
+    @display(description=_("stock"), ordering="stock")
+    def stock_display(self, obj):
+        return "∞" if obj.stock is None else obj.stock
+
+    def has_delete_permission(self, request, obj=None):
+        # Redemptions point at their reward; retire a reward by making it inactive.
+        if obj is not None and obj.redemptions.exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+class CancelRedemptionForm(forms.Form):
+    reason = forms.CharField(label=_("Reason"), max_length=200)
+
+
+@admin.register(Redemption)
+class RedemptionAdmin(ReadOnlyModelAdmin):
+    list_display = ("created_at", "member_display", "reward", "quantity", "points", "status_display", "voucher_code")
+    list_select_related = ("member", "reward")
+    list_filter = (
+        ("status", ChoicesDropdownFilter),
+        ("reward", RelatedDropdownFilter),
+        ("created_at", DayRangeFilter),
+        ("member", AutocompleteSelectFilter),
+    )
+    list_filter_submit = True
+    search_fields = ("voucher_code__exact", "idempotency_key__exact", "member__external_id__exact")
+    search_help_text = _("Voucher code, idempotency key or storefront customer id (exact).")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    list_per_page = 50
+    actions = ["cancel_redemptions"]
+    fields = (
+        "member", "reward", "quantity", "points", "status", "voucher_code", "idempotency_key", "debit",
+        "created_at", "cancelled_at", "cancelled_by", "cancel_reason",
+    )
+
+    @display(description=_("member"), header=True, ordering="member__name")
+    def member_display(self, obj):
+        return member_header(obj.member)
+
+    @display(
+        description=_("status"),
+        ordering="status",
+        label={Redemption.Status.COMPLETED: "success", Redemption.Status.CANCELLED: "warning"},
+    )
+    def status_display(self, obj):
+        return obj.status, obj.get_status_display()
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("points.change_redemption")
+
+    @admin.action(description=_("Cancel selected redemptions (give the points back)"), permissions=["cancel"])
+    def cancel_redemptions(self, request, queryset):
+        def apply(data):
+            done = 0
+            for redemption in queryset.filter(status=Redemption.Status.COMPLETED).order_by("pk"):
+                redemption_cancel(redemption_id=redemption.pk, reason=data["reason"], cancelled_by=request.user)
+                done += 1
+            self.message_user(request, _("%(count)s redemptions cancelled; their points are back.") % {"count": done})
+
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            form_class=CancelRedemptionForm,
+            title=_("Cancel redemptions"),
+            summary=_("%(count)s redemptions selected. Completed ones give their points back to the lots they came "
+                      "from, and their stock back to the reward."),
+            confirm_label=_("Cancel redemptions"),
+            apply=apply,
+        )
+
+
+# --- Manual adjustments (an action on the member list) -----------------------------------------------------------
+
+
+class AdjustPointsForm(forms.Form):
+    amount = forms.IntegerField(
+        label=_("Points"), help_text=_("Positive to credit, negative to take away (never more than available).")
+    )
+    reason = forms.CharField(label=_("Reason"), max_length=500, help_text=_("Recorded on the transaction."))
+    # One token per form shown: a double-submitted confirmation adjusts once.
+    token = forms.CharField(widget=forms.HiddenInput, initial=lambda: uuid.uuid4().hex)
+
+    def clean_amount(self):
+        amount = self.cleaned_data["amount"]
+        if amount == 0:
+            raise forms.ValidationError(_("The adjustment cannot be zero."))
+        return amount
+
+
+@member_admin_action
+@admin.action(description=_("Adjust points"), permissions=["adjust_points"])
+def adjust_points(modeladmin, request, queryset):
+    def apply(data):
+        done, refused = 0, []
+        for member in queryset.order_by("pk").iterator(chunk_size=500):
+            try:
+                points_adjust(
+                    member=member,
+                    amount=data["amount"],
+                    reason=data["reason"],
+                    created_by=request.user,
+                    idempotency_key=f"adjust:{data['token']}:{member.pk}",
+                )
+                done += 1
+            except DomainError as error:
+                refused.append(f"{member}: {error.detail}")
+        if done:
+            modeladmin.message_user(
+                request, _("%(points)+d points for %(count)s members.") % {"points": data["amount"], "count": done}
+            )
+        for line in refused[:20]:
+            modeladmin.message_user(request, line, messages.ERROR)
+
+    return confirmed_action(
+        modeladmin,
+        request,
+        queryset,
+        form_class=AdjustPointsForm,
+        title=_("Adjust points"),
+        summary=_("%(count)s members selected. Each gets the same adjustment, recorded with your name and the reason."),
+        confirm_label=_("Adjust points"),
+        apply=apply,
+    )
+
+
+def _has_adjust_points_permission(self, request):
+    return request.user.has_perm("points.adjust_points")
+
+
+# The member list's admin checks `has_adjust_points_permission` before offering the action.
+MemberAdmin.has_adjust_points_permission = _has_adjust_points_permission
 
 
 @member_admin_inline

@@ -254,6 +254,10 @@ class Liability:
     def value(self) -> Decimal:
         return money(self.outstanding, self.point_value)
 
+    @property
+    def breakage_percent(self) -> Decimal | None:
+        return None if self.breakage_rate is None else (self.breakage_rate * 100).quantize(Decimal("0.1"))
+
 
 def money(points: int, point_value: Decimal) -> Decimal:
     return (Decimal(points) * point_value).quantize(CENT)
