@@ -152,6 +152,7 @@ def test_the_same_order_posted_to_the_api_by_20_clients_at_once_answers_one_201_
         "customer_id": shopper.external_id,
         "points_earned": 1200,
         "growth_earned": 1200,
+        "points_used": 0,
         "tier": "silver",
         "created": True,
     }
