@@ -55,7 +55,7 @@ def points_expiring_soon(member: Member, *, days: int | None = None, now: dateti
         PointsTransaction.objects.filter(
             member=member, remaining__gt=0, expires_at__gt=now, expires_at__lte=now + timedelta(days=days)
         )
-        .annotate(last_day=TruncDate(_last_valid_moment(), tzinfo=timezone.get_current_timezone()))
+        .annotate(last_day=TruncDate(_last_valid_moment(), tzinfo=timezone.get_default_timezone()))
         .values("last_day")
         .annotate(points=Sum("remaining"))
         .order_by("last_day")
@@ -273,7 +273,7 @@ def points_liability(*, months: int = 12, now: datetime | None = None) -> Liabil
     - Breakage rate over that window: expired ÷ issued, the share of points that ran out instead of being spent.
     """
     now = now or timezone.now()
-    tz = timezone.get_current_timezone()
+    tz = timezone.get_default_timezone()
     policy = points_policy()
     lots = live_lots(now)
     totals = lots.aggregate(

@@ -69,7 +69,7 @@ def points_expiry_for(earned_at: datetime, policy: PointsPolicy | None = None) -
     """
     policy = policy or points_policy()
     n = policy.expiry_period
-    local = timezone.localtime(earned_at)
+    local = timezone.localtime(earned_at, timezone.get_default_timezone())  # the programme's zone, not a user's
     tz = local.tzinfo
     match policy.expiry_mode:
         case PointsPolicy.Expiry.NEVER:
