@@ -298,7 +298,9 @@ class RedemptionAdmin(ReadOnlyModelAdmin):
             for redemption in queryset.filter(status=Redemption.Status.COMPLETED).order_by("pk"):
                 redemption_cancel(redemption_id=redemption.pk, reason=data["reason"], cancelled_by=request.user)
                 done += 1
-            self.message_user(request, _("%(count)s redemptions cancelled; their points are back.") % {"count": done})
+            self.message_user(
+                request, _("%(count)s redemptions cancelled; their points are back.") % {"count": done}, messages.SUCCESS
+            )
 
         return confirmed_action(
             self,
@@ -350,7 +352,9 @@ def adjust_points(modeladmin, request, queryset):
                 refused.append(f"{member}: {error.detail}")
         if done:
             modeladmin.message_user(
-                request, _("%(points)+d points for %(count)s members.") % {"points": data["amount"], "count": done}
+                request,
+                _("%(points)+d points for %(count)s members.") % {"points": data["amount"], "count": done},
+                messages.SUCCESS,
             )
         for line in refused[:20]:
             modeladmin.message_user(request, line, messages.ERROR)

@@ -244,6 +244,7 @@ class Liability:
     redeemed: int = 0
     expired: int = 0
     clawed_back: int = 0
+    adjusted_out: int = 0
     breakage_rate: Decimal | None = None
 
     @property
@@ -349,6 +350,7 @@ def points_liability(*, months: int = 12, now: datetime | None = None) -> Liabil
     report.redeemed = sum(m["redeemed"] for m in report.by_month)
     report.expired = sum(m["expired"] for m in report.by_month)
     report.clawed_back = sum(m["clawed_back"] for m in report.by_month)
+    report.adjusted_out = sum(m["adjusted_out"] for m in report.by_month)
     if report.issued:
         report.breakage_rate = (Decimal(report.expired) / report.issued).quantize(Decimal("0.0001"))
     return report
