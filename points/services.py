@@ -12,7 +12,6 @@ the docstring of points.models. The building blocks:
   (`_member_settle`), so a member never spends points that have expired or waits for a release that is due.
 """
 import secrets
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -20,7 +19,7 @@ from uuid import uuid4
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -441,14 +440,14 @@ class LotsJobResult:
 
 def points_expire_due(*, now: datetime | None = None, batch_members: int = 500) -> LotsJobResult:
     """Turn what remains of every lot whose expiry has come into EXPIRE debits (one per member and run, traced to
-    each lot). Set-based and batched by member id, so memory stays flat however many lots there are. Running it
-    twice, or twice at once, changes nothing more: lots are read again under the members' locks, and an expired
-    lot has nothing left."""
+    each lot). Batched by member id, five set-based statements a batch and no Python object per lot, so time grows
+    linearly and memory stays flat however many lots there are. Running it twice, or twice at once, changes nothing
+    more: each batch works under its members' locks, and an expired lot has nothing left."""
     now = now or timezone.now()
     run = uuid4().hex[:12]
     return _lots_job(
-        lots=PointsTransaction.objects.filter(remaining__gt=0, expires_at__lte=now),
-        apply=lambda members, lots: _lots_expire(members, lots, now=now, run=run),
+        due=Q(remaining__gt=0, expires_at__lte=now),
+        apply=lambda member_ids: _lots_expire(member_ids, now=now, run=run),
         batch_members=batch_members,
     )
 
@@ -457,130 +456,125 @@ def points_release_due(*, now: datetime | None = None, batch_members: int = 500)
     """Release pending lots whose return window has passed: their points become available."""
     now = now or timezone.now()
     return _lots_job(
-        lots=PointsTransaction.objects.filter(pending_until__lte=now),
-        apply=lambda members, lots: _lots_release(members, lots, now=now),
+        due=Q(pending_until__lte=now),
+        apply=lambda member_ids: _lots_release(member_ids, now=now),
         batch_members=batch_members,
     )
 
 
-def _lots_job(*, lots, apply, batch_members: int) -> LotsJobResult:
+def _lots_job(*, due: Q, apply, batch_members: int) -> LotsJobResult:
     result = LotsJobResult()
     after = 0
     while True:
         with transaction.atomic():
             member_ids = list(
-                lots.filter(member_id__gt=after)
+                PointsTransaction.objects.filter(due, member_id__gt=after)
                 .order_by("member_id")
                 .values_list("member_id", flat=True)
                 .distinct()[:batch_members]
             )
             if not member_ids:
                 return result
-            members = {
-                m.pk: m
-                for m in Member.objects.select_for_update()
-                .filter(pk__in=member_ids)
-                .order_by("pk")
-                .only("pk", "points_balance", "points_pending", "points_debt")
-            }
-            batch = list(
-                lots.select_for_update()
-                .filter(member_id__in=member_ids)
-                .only("pk", "member_id", "remaining", "pending_until")
-                .order_by("pk")
-            )
-            points = apply(members, batch)
-            result.members += len({lot.member_id for lot in batch})
-            result.lots += len(batch)
-            result.points += points
+            # Every writer of a member's lots holds the member's lock first: locking the members is enough.
+            list(Member.objects.select_for_update().filter(pk__in=member_ids).order_by("pk").values_list("pk"))
+            batch = apply(member_ids)
+            result.members += batch.members
+            result.lots += batch.lots
+            result.points += batch.points
             after = member_ids[-1]
 
 
 def _member_settle(member: Member, now: datetime) -> None:
-    """Before a member spends: release their pending lots that are due and expire their lots that are due."""
-    members = {member.pk: member}
-    due_pending = list(
-        PointsTransaction.objects.filter(member=member, pending_until__lte=now).only("pk", "member_id", "remaining", "pending_until")
+    """Before a member spends: release their pending lots that are due and expire their lots that are due
+    (the caller holds the member's lock)."""
+    released = _lots_release([member.pk], now=now)
+    expired = _lots_expire([member.pk], now=now, run=uuid4().hex[:12])
+    if released.lots or expired.lots:
+        member.refresh_from_db(fields=["points_balance", "points_pending", "points_debt", "updated_at"])
+
+
+def _sql_in(ids) -> str:
+    return ", ".join(["%s"] * len(ids))
+
+
+def _lots_totals(sql_due: str, member_ids, params) -> LotsJobResult:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(DISTINCT member_id), COUNT(*), COALESCE(SUM(remaining), 0) FROM points_pointstransaction "
+            f"WHERE member_id IN ({_sql_in(member_ids)}) AND {sql_due}",
+            [*member_ids, *params],
+        )
+        members, lots, points = cursor.fetchone()
+    return LotsJobResult(members=members, lots=lots, points=int(points))
+
+
+def _lots_expire(member_ids: list[int], *, now: datetime, run: str) -> LotsJobResult:
+    """Expire the due lots of these (locked) members: one EXPIRE debit per member, one allocation per lot, the
+    members' balances and the lots' remaining, each in one statement."""
+    ops = connection.ops
+    at = ops.adapt_datetimefield_value(now)
+    due = "remaining > 0 AND expires_at <= %s"
+    totals = _lots_totals(due, member_ids, [at])
+    if not totals.lots:
+        return totals
+    in_members = _sql_in(member_ids)
+    key_prefix = f"expire:{run}:"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO points_pointstransaction (member_id, kind, amount, remaining, debt_delta, reference, "
+            "idempotency_key, created_at, note) "
+            f"SELECT member_id, %s, -SUM(remaining), 0, 0, '', %s || CAST(member_id AS VARCHAR(20)), %s, '' "
+            f"FROM points_pointstransaction WHERE member_id IN ({in_members}) AND {due} GROUP BY member_id",
+            [Kind.EXPIRE, key_prefix, at, *member_ids, at],
+        )
+        cursor.execute(
+            "INSERT INTO points_pointsallocation (transaction_id, lot_id, points) "
+            "SELECT debit.id, lot.id, -lot.remaining FROM points_pointstransaction lot "
+            "JOIN points_pointstransaction debit ON debit.idempotency_key = %s || CAST(lot.member_id AS VARCHAR(20)) "
+            f"WHERE lot.member_id IN ({in_members}) AND lot.remaining > 0 AND lot.expires_at <= %s",
+            [key_prefix, *member_ids, at],
+        )
+        due_of_member = (
+            "SELECT COALESCE(SUM(lot.remaining), 0) FROM points_pointstransaction lot "
+            "WHERE lot.member_id = members_member.id AND lot.remaining > 0 AND lot.expires_at <= %s "
+            "AND lot.pending_until IS {} NULL"
+        )
+        cursor.execute(
+            f"UPDATE members_member SET points_balance = points_balance - ({due_of_member.format('')}), "
+            f"points_pending = points_pending - ({due_of_member.format('NOT')}), updated_at = %s "
+            f"WHERE id IN ({in_members})",
+            [at, at, at, *member_ids],
+        )
+        cursor.execute(
+            f"UPDATE points_pointstransaction SET remaining = 0 WHERE member_id IN ({in_members}) AND {due}",
+            [*member_ids, at],
+        )
+    return totals
+
+
+def _lots_release(member_ids: list[int], *, now: datetime) -> LotsJobResult:
+    """Release the due pending lots of these (locked) members: their points move from pending to available."""
+    at = connection.ops.adapt_datetimefield_value(now)
+    due = "pending_until <= %s"
+    totals = _lots_totals(due, member_ids, [at])
+    if not totals.lots:
+        return totals
+    in_members = _sql_in(member_ids)
+    due_of_member = (
+        "(SELECT COALESCE(SUM(lot.remaining), 0) FROM points_pointstransaction lot "
+        "WHERE lot.member_id = members_member.id AND lot.pending_until <= %s)"
     )
-    if due_pending:
-        _lots_release(members, due_pending, now=now)
-    overdue = list(
-        PointsTransaction.objects.select_for_update()
-        .filter(member=member, remaining__gt=0, expires_at__lte=now)
-        .only("pk", "member_id", "remaining", "pending_until")
-        .order_by("pk")
-    )
-    if overdue:
-        _lots_expire(members, overdue, now=now, run=uuid4().hex[:12])
-
-
-def _lots_expire(members: dict[int, Member], lots: list[PointsTransaction], *, now: datetime, run: str) -> int:
-    if not lots:
-        return 0
-    by_member: dict[int, list[PointsTransaction]] = defaultdict(list)
-    for lot in lots:
-        by_member[lot.member_id].append(lot)
-    debits = PointsTransaction.objects.bulk_create(
-        [
-            PointsTransaction(
-                member_id=member_id,
-                kind=Kind.EXPIRE,
-                amount=-sum(lot.remaining for lot in member_lots),
-                idempotency_key=f"expire:{run}:{member_id}",
-                created_at=now,
-            )
-            for member_id, member_lots in by_member.items()
-        ]
-    )
-    PointsAllocation.objects.bulk_create(
-        [
-            PointsAllocation(transaction_id=debit.pk, lot_id=lot.pk, points=-lot.remaining)
-            for debit, member_lots in zip(debits, by_member.values())
-            for lot in member_lots
-        ],
-        batch_size=2000,
-    )
-    _lots_update(lots, remaining=0)
-    total = 0
-    for lot in lots:
-        member = members[lot.member_id]
-        if lot.pending_until is not None:
-            member.points_pending -= lot.remaining
-        else:
-            member.points_balance -= lot.remaining
-        total += lot.remaining
-    _members_save(members, by_member.keys(), now)
-    return total
-
-
-def _lots_release(members: dict[int, Member], lots: list[PointsTransaction], *, now: datetime) -> int:
-    _lots_update(lots, pending_until=None)
-    touched = set()
-    total = 0
-    for lot in lots:
-        member = members[lot.member_id]
-        member.points_pending -= lot.remaining
-        member.points_balance += lot.remaining
-        total += lot.remaining
-        touched.add(lot.member_id)
-    _members_save(members, touched, now)
-    return total
-
-
-def _lots_update(lots: list[PointsTransaction], **values) -> None:
-    ids = [lot.pk for lot in lots]
-    for start in range(0, len(ids), 2000):  # keeps each IN (...) under SQLite's variable limit
-        PointsTransaction.objects.filter(pk__in=ids[start : start + 2000]).update(**values)
-
-
-def _members_save(members: dict[int, Member], member_ids, now: datetime) -> None:
-    changed = [members[pk] for pk in member_ids]
-    for member in changed:
-        member.updated_at = now
-    if len(changed) == 1:
-        changed[0].save(update_fields=MEMBER_BALANCE_FIELDS)
-    elif changed:
-        Member.objects.bulk_update(changed, MEMBER_BALANCE_FIELDS, batch_size=500)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE members_member SET points_pending = points_pending - {due_of_member}, "
+            f"points_balance = points_balance + {due_of_member}, updated_at = %s WHERE id IN ({in_members})",
+            [at, at, at, *member_ids],
+        )
+        cursor.execute(
+            f"UPDATE points_pointstransaction SET pending_until = NULL WHERE member_id IN ({in_members}) AND {due}",
+            [*member_ids, at],
+        )
+    return totals
 
 
 # --- Lots and debits ------------------------------------------------------------------------------------------------
