@@ -1,0 +1,1 @@
+"""Benchmarks with their own runner (python -m bench.<name>); never part of the test suite. See bench/README.md."""
