@@ -302,8 +302,8 @@ def reward_redeem(
     """Spend points on a reward. Idempotent by key: a repeat returns the first redemption (created False); the same
     key for another member, reward or quantity is an IdempotencyConflict.
 
-    Locks the member, then the reward (always in that order, so concurrent redemptions cannot deadlock); the
-    reward's lock makes its stock exact under concurrency.
+    Locks the member, then (for a reward with limited stock) the reward, always in that order, so concurrent
+    redemptions cannot deadlock; the reward's lock makes its stock exact under concurrency.
     """
     if quantity < 1:
         raise InvalidInput(_("Quantity must be at least 1."), field="quantity")
@@ -313,9 +313,13 @@ def reward_redeem(
             existing = Redemption.objects.filter(idempotency_key=idempotency_key).select_related("reward").first()
             if existing is not None:
                 return _redemption_replay(existing, member, reward_code, quantity), False
-            reward = Reward.objects.select_for_update().filter(code=reward_code).first()
+            reward = Reward.objects.filter(code=reward_code).select_related("min_tier").first()
             if reward is None:
                 raise RewardNotFound()
+            if reward.stock is not None:
+                # Only limited stock needs the reward's lock; unlimited rewards do not queue their redeemers.
+                # No join here: PostgreSQL refuses FOR UPDATE on a nullable join, and re-reads only the locked row.
+                reward = Reward.objects.select_for_update().get(pk=reward.pk)
             now = timezone.now()
             _reward_check_eligible(member=member, reward=reward, quantity=quantity, now=now)
             cost = reward.points_cost * quantity
@@ -403,7 +407,9 @@ def redemption_cancel(*, redemption_id: int, reason: str = "", cancelled_by=None
         redemption = Redemption.objects.select_related("debit").get(pk=redemption_id)
         if redemption.status == Redemption.Status.CANCELLED:
             return redemption
-        reward = Reward.objects.select_for_update().get(pk=redemption.reward_id)
+        reward = Reward.objects.get(pk=redemption.reward_id)
+        if reward.stock is not None:
+            reward = Reward.objects.select_for_update().get(pk=reward.pk)
         now = timezone.now()
         _member_settle(member, now)
         _debit_reverse(
