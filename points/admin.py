@@ -28,6 +28,7 @@ from members.admin import (
     DayRangeFilter,
     MemberAdmin,
     MemberHistoryInline,
+    ReadOnlyMixin,
     ReadOnlyModelAdmin,
     confirmed_action,
     member_admin_action,
@@ -128,7 +129,7 @@ class PointsTransactionAdmin(ReadOnlyModelAdmin):
         return f"{obj.amount:+d}"
 
 
-class AllocationInline(TabularInline):
+class AllocationInline(ReadOnlyMixin, TabularInline):
     model = PointsAllocation
     fk_name = "transaction"
     verbose_name_plural = _("lots drawn on or given back to")
@@ -144,15 +145,6 @@ class AllocationInline(TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("lot").order_by("pk")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class LotSpendingInline(AllocationInline):
