@@ -10,7 +10,6 @@ from django.db.models import (
     DateTimeField,
     ExpressionWrapper,
     F,
-    IntegerField,
     OuterRef,
     Q,
     Subquery,
