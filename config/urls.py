@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from members import api as members_api
 from points import api as points_api
+from tiers import api as tiers_api
 
 api_v1 = [
     path("members/", members_api.MemberRegisterView.as_view(), name="member-register"),
@@ -17,6 +18,7 @@ api_v1 = [
     path("members/<str:external_id>/points-quote/", points_api.PointsQuoteView.as_view(), name="member-points-quote"),
     path("orders/", members_api.OrderRecordView.as_view(), name="order-record"),
     path("orders/<str:order_id>/refunds/", members_api.OrderRefundView.as_view(), name="order-refund"),
+    path("tiers/", tiers_api.TierListView.as_view(), name="tier-list"),
     path("rewards/", points_api.RewardListView.as_view(), name="reward-list"),
     path("redemptions/", points_api.RedemptionCreateView.as_view(), name="redemption-create"),
 ]

@@ -1,0 +1,38 @@
+"""Storefront API for the ladder: thin views over tiers.selectors."""
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from members.api import MemberDetailOutput, error_responses
+from members.models import ApiScope
+
+from .selectors import tier_ladder
+
+
+@extend_schema_serializer(component_name="Tier")
+class TierOutput(serializers.Serializer):
+    @extend_schema_serializer(component_name="TierThresholds")
+    class Thresholds(serializers.Serializer):
+        growth = serializers.IntegerField(source="min_growth", allow_null=True)
+        spend = serializers.DecimalField(source="min_spend", max_digits=14, decimal_places=2, allow_null=True)
+        orders = serializers.IntegerField(source="min_orders", allow_null=True)
+
+    code = serializers.CharField()
+    name = serializers.CharField()
+    rank = serializers.IntegerField()
+    description = serializers.CharField()
+    thresholds = Thresholds(source="*", help_text="Every threshold that is set must be met; null: not required.")
+    benefits = MemberDetailOutput.Tier.Benefits(source="*")
+
+
+class TierListView(APIView):
+    required_scope = ApiScope.READ
+
+    @extend_schema(
+        operation_id="tiers_list",
+        summary="The tier ladder, lowest rank first, with thresholds and benefits",
+        responses={200: TierOutput(many=True), **error_responses(401, 403)},
+    )
+    def get(self, request):
+        return Response(TierOutput(tier_ladder(), many=True).data)
