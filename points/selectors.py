@@ -71,15 +71,6 @@ def member_transactions(member: Member):
     return PointsTransaction.objects.filter(member=member).order_by("-id")
 
 
-def transaction_lots(transaction: PointsTransaction) -> list[dict]:
-    """Where a transaction's points came from or went to: its allocations with each lot's origin and expiry."""
-    return list(
-        PointsAllocation.objects.filter(transaction=transaction)
-        .order_by("lot_id")
-        .values("points", "lot_id", "lot__kind", "lot__reference", "lot__expires_at", "lot__created_at")
-    )
-
-
 # --- Rewards ----------------------------------------------------------------------------------------------------------
 
 
@@ -102,6 +93,22 @@ def rewards_available(now: datetime | None = None):
     )
 
 
+def reward_refusal(*, member: Member, reward: Reward, redeemed: int, quantity: int = 1) -> str:
+    """Why `member` cannot redeem `quantity` of `reward` (already redeemed: `redeemed`), as the error code redeeming
+    answers; "" when only the balance and the reward's window are left to check. Shared by the rewards list and
+    points.services.reward_redeem, so both give the same reasons."""
+    rank = member.tier.rank if member.tier_id else -1
+    if member.is_blocked:
+        return "member_blocked"
+    if reward.min_tier_id and rank < reward.min_tier.rank:
+        return "tier_too_low"
+    if reward.per_member_limit is not None and redeemed + quantity > reward.per_member_limit:
+        return "member_limit_reached"
+    if reward.stock is not None and reward.stock < quantity:
+        return "out_of_stock"
+    return ""
+
+
 def rewards_for_member(member: Member | None, *, now: datetime | None = None) -> list[RewardOffer]:
     """The catalogue open now, each with whether `member` can redeem one and, if not, why. Two queries whatever
     the catalogue's size: the rewards, and the member's redemptions counted per reward."""
@@ -113,22 +120,12 @@ def rewards_for_member(member: Member | None, *, now: datetime | None = None) ->
         .values_list("reward_id")
         .annotate(total=Sum("quantity"))
     )
-    rank = member.tier.rank if member.tier_id else -1
     offers = []
     for reward in rewards:
         taken = redeemed.get(reward.pk, 0)
-        if member.is_blocked:
-            reason = "member_blocked"
-        elif reward.min_tier_id and rank < reward.min_tier.rank:
-            reason = "tier_too_low"
-        elif reward.per_member_limit is not None and taken >= reward.per_member_limit:
-            reason = "member_limit_reached"
-        elif reward.stock == 0:
-            reason = "out_of_stock"
-        elif member.points_balance < reward.points_cost:
-            reason = "insufficient_points"
-        else:
-            reason = ""
+        reason = reward_refusal(member=member, reward=reward, redeemed=taken) or (
+            "insufficient_points" if member.points_balance < reward.points_cost else ""
+        )
         offers.append(RewardOffer(reward, not reason, reason, taken))
     return offers
 

@@ -42,7 +42,7 @@ from .errors import (
     TierTooLow,
 )
 from .models import PointsAllocation, PointsPolicy, PointsTransaction, Redemption, Reward
-from .selectors import points_policy
+from .selectors import points_policy, reward_refusal
 
 Kind = PointsTransaction.Kind
 MEMBER_BALANCE_FIELDS = ["points_balance", "points_pending", "points_debt", "updated_at"]
@@ -360,29 +360,30 @@ def reward_redeem(
         return _redemption_replay(existing, member, reward_code, quantity), False
 
 
+REFUSALS = {error.code: error for error in (MemberBlocked, TierTooLow, RewardLimitReached, RewardOutOfStock)}
+
+
 def _reward_check_eligible(*, member: Member, reward: Reward, quantity: int, now: datetime) -> None:
-    """Raise the first reason the member cannot redeem `quantity` of `reward` now (stock and balance aside from
-    the order of checks, the same reasons the rewards list shows)."""
+    """Raise the first reason the member cannot redeem `quantity` of `reward` now (the balance is checked later,
+    after the member's due expiry is settled)."""
     if member.is_blocked:
         raise MemberBlocked()
     if not reward.active or (reward.available_from and now < reward.available_from) or (
         reward.available_until and now >= reward.available_until
     ):
         raise RewardUnavailable()
-    if reward.min_tier_id:
-        rank = member.tier.rank if member.tier_id else -1
-        if rank < reward.min_tier.rank:
-            raise TierTooLow(_("This reward needs the %(tier)s tier.") % {"tier": reward.min_tier.name})
+    redeemed = 0
     if reward.per_member_limit is not None:
-        taken = (
+        redeemed = (
             Redemption.objects.filter(member=member, reward=reward, status=Redemption.Status.COMPLETED)
             .aggregate(total=Sum("quantity"))["total"]
             or 0
         )
-        if taken + quantity > reward.per_member_limit:
-            raise RewardLimitReached()
-    if reward.stock is not None and reward.stock < quantity:
-        raise RewardOutOfStock()
+    refusal = reward_refusal(member=member, reward=reward, redeemed=redeemed, quantity=quantity)
+    if refusal == TierTooLow.code:
+        raise TierTooLow(_("This reward needs the %(tier)s tier.") % {"tier": reward.min_tier.name})
+    if refusal:
+        raise REFUSALS[refusal]()
 
 
 def _redemption_replay(existing: Redemption, member: Member, reward_code: str, quantity: int) -> Redemption:
