@@ -29,6 +29,7 @@ run: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo
 	$(PY) manage.py seed_demo_rewards
+	$(PY) manage.py recalculate_tiers
 	-$(PY) manage.py demo_admin
 	@echo "Serving http://$(HOST):$(PORT)/admin/  ·  API http://$(HOST):$(PORT)/api/v1/  ·  docs http://$(HOST):$(PORT)/api/docs/"
 	$(PY) manage.py runserver $(HOST):$(PORT)

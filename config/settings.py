@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
 
@@ -163,6 +164,8 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "expire-points": {"task": "points.expire_points", "schedule": 60 * 60},
     "release-pending-points": {"task": "points.release_pending_points", "schedule": 60 * 60},
+    # Nightly: growth ages out of the window, validity periods end, grace periods and overrides run out.
+    "recalculate-tiers": {"task": "tiers.recalculate_tiers", "schedule": crontab(hour=2, minute=0)},
 }
 
 # --- API ----------------------------------------------------------------------------------------------------------
@@ -197,8 +200,8 @@ SPECTACULAR_SETTINGS = {
 LOYALTY_CURRENCY = env("LOYALTY_CURRENCY", default="CNY")
 # Base earning rate before the tier multiplier: points per currency unit of the paid amount (rounded down).
 LOYALTY_POINTS_PER_CURRENCY_UNIT = Decimal(env("LOYALTY_POINTS_PER_CURRENCY_UNIT", default="1"))
-# Growth value per currency unit of the paid amount (rounded down). Growth decides the tier; it is never spent.
-LOYALTY_GROWTH_PER_CURRENCY_UNIT = Decimal(env("LOYALTY_GROWTH_PER_CURRENCY_UNIT", default="1"))
+# Growth value per currency unit, interaction weights, daily caps, excluded categories, the qualification window,
+# grace and downgrade steps are the tier rules, edited by staff in the admin (tiers.models), not settings.
 # Expiry, pending days, returns policy, cash deduction and the value of a point are the points policy, edited by
 # staff in the admin (points.models.PointsPolicy), not settings.
 
@@ -219,6 +222,10 @@ LOYALTY_REFUND_HANDLERS = [
 # What happens when a member registers (after the row exists, same transaction).
 LOYALTY_MEMBER_HANDLERS = [
     "tiers.services.tier_on_register",
+]
+# What happens when a member's profile is created or updated (same transaction, member locked).
+LOYALTY_PROFILE_HANDLERS = [
+    "tiers.services.growth_on_profile",
 ]
 
 # The member detail (API and member 360) is assembled from these sections, one per app above members, so the

@@ -1,7 +1,7 @@
 """Members, their purchase history and the storefront's API keys.
 
 Member carries denormalised balances owned by the higher apps: `points_*` columns are written only by
-`points.services`, `tier`/`tier_expires_at`/`growth_value` only by `tiers.services`, always with the member row
+`points.services`, `tier*`/`growth_value`/`window_*` only by `tiers.services`, always with the member row
 locked. The database refuses negative balances whatever the code does.
 """
 from django.conf import settings
@@ -37,7 +37,17 @@ class Member(models.Model):
         "tiers.Tier", verbose_name=_("tier"), null=True, blank=True, on_delete=models.PROTECT, related_name="members"
     )
     tier_expires_at = models.DateTimeField(_("tier expires at"), null=True, blank=True)
+    # Set when the validity ended without re-qualifying and the programme grants a grace period: the tier is kept
+    # until then, and the member is told what is missing.
+    tier_grace_until = models.DateTimeField(_("tier grace until"), null=True, blank=True)
+    # A staff override pins the tier until tier_override_until (never, when empty); then normal rules resume.
+    tier_overridden = models.BooleanField(_("tier set by staff"), default=False)
+    tier_override_until = models.DateTimeField(_("override ends at"), null=True, blank=True)
+    tier_override_reason = models.CharField(_("override reason"), max_length=200, blank=True)
+    # Sums of the growth events inside the qualification window, as of the member's last evaluation.
     growth_value = models.BigIntegerField(_("growth value"), default=0)
+    window_spend = models.DecimalField(_("spend in window"), max_digits=14, decimal_places=2, default=0)
+    window_orders = models.PositiveIntegerField(_("orders in window"), default=0)
 
     points_balance = models.BigIntegerField(_("available points"), default=0)
     points_pending = models.BigIntegerField(_("pending points"), default=0)
@@ -64,6 +74,7 @@ class Member(models.Model):
             models.CheckConstraint(condition=Q(points_pending__gte=0), name="member_points_pending_non_negative"),
             models.CheckConstraint(condition=Q(points_debt__gte=0), name="member_points_debt_non_negative"),
             models.CheckConstraint(condition=Q(growth_value__gte=0), name="member_growth_value_non_negative"),
+            models.CheckConstraint(condition=Q(window_spend__gte=0), name="member_window_spend_non_negative"),
             models.CheckConstraint(condition=Q(lifetime_spend__gte=0), name="member_lifetime_spend_non_negative"),
         ]
         indexes = [

@@ -129,10 +129,14 @@ def member_register(
         try:
             with transaction.atomic():
                 member = Member.objects.select_for_update().filter(external_id=external_id).first()
-                if member is not None:
+                created = member is None
+                if created:
+                    member = _member_create(external_id, profile, referral_code, joined_at)
+                else:
                     _member_update_profile(member, profile)
-                    return member, False
-                return _member_create(external_id, profile, referral_code, joined_at), True
+                for handler in configured_hooks("LOYALTY_PROFILE_HANDLERS"):
+                    handler(member)
+                return member, created
         except IntegrityError:
             if attempt == 2:
                 raise

@@ -1,96 +1,319 @@
-"""Writes on growth value and tiers. Called with the member row already locked by the caller's transaction
-(members.services.order_record / member_register), or locking it themselves when called on their own."""
+"""Writes on growth value and tiers.
+
+Growth: every contribution is a GrowthEvent (growth, qualifying spend, qualifying orders) written here, by the rules
+staff set in the admin (GrowthRule weights and daily caps, excluded categories). Tiers: every move goes through
+`tiers.evaluation` (set-based SQL): on an event for one member (`tier_evaluate`, upgrades happen at once), nightly for
+everyone (`tiers_recalculate`), and after a ladder change. Overrides by staff are the one manual path.
+
+Handlers are called with the member row already locked by the caller's transaction (members.services.order_record,
+order_refund, member_register); the other functions lock it themselves.
+"""
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 
-from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Max, Min, Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from members.errors import InvalidInput
 from members.models import Member
 from members.services import OrderRecorded, OrderRefunded, member_lock
 
-from .models import GrowthEvent, Tier, TierChange
-from .selectors import tier_best_qualified, tier_ladder
+from .evaluation import EvaluationResult, Ladder, Mode, ensure_decision_table, evaluate_range
+from .models import GrowthEvent, GrowthRule, Tier, TierChange
+from .selectors import category_excluded, growth_rule, tier_ladder, tier_policy
+from .windows import local_midnight, shift
+
+PROFILE_COMPLETE_FIELDS = ("email", "phone", "name", "birthday", "region")
+
+# The member columns an evaluation may change: reloaded on the caller's instance afterwards.
+_EVALUATED_FIELDS = [
+    "tier",
+    "tier_expires_at",
+    "tier_grace_until",
+    "tier_overridden",
+    "tier_override_until",
+    "tier_override_reason",
+    "growth_value",
+    "window_spend",
+    "window_orders",
+    "updated_at",
+]
+
+RECALCULATE_BATCH_SIZE = 20_000
 
 
-def growth_for_amount(amount: Decimal) -> int:
-    return int((amount * settings.LOYALTY_GROWTH_PER_CURRENCY_UNIT).to_integral_value(rounding=ROUND_FLOOR))
+# --- Growth -------------------------------------------------------------------------------------------------------
+
+def _floor(value: Decimal) -> int:
+    return int(value.to_integral_value(rounding=ROUND_FLOOR))
 
 
-def growth_on_order(event: OrderRecorded) -> None:
-    """Order handler: the paid amount earns growth value at the configured rate."""
-    order = event.order
-    if event.member.is_blocked:
-        return
-    growth = growth_for_amount(order.amount)
-    if growth > 0:
-        _growth_add(
-            member=event.member,
-            amount=growth,
-            source=GrowthEvent.Source.ORDER,
-            occurred_at=order.placed_at,
-            reference=order.order_id,
-            idempotency_key=f"order:{order.order_id}",
-        )
-    event.growth_earned = growth
+def _within_daily_cap(member: Member, rule: GrowthRule, growth: int, occurred_at: datetime) -> int:
+    """Trim `growth` to what the rule's daily cap leaves for the member on that local day."""
+    if rule.daily_cap is None or growth <= 0:
+        return growth
+    day = local_midnight(timezone.localtime(occurred_at).date())
+    earned = (
+        GrowthEvent.objects.filter(
+            member=member, source=rule.source, occurred_at__gte=day, occurred_at__lt=shift(day, days=1)
+        ).aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
+    return max(0, min(growth, rule.daily_cap - earned))
 
 
-def growth_on_refund(event: OrderRefunded) -> None:
-    """Refund handler: take back the refunded share of the growth the order earned (never below zero). The tier
-    stays: a downgrade follows the tier's validity rules, not a single refund."""
-    growth = min(event.share_of(event.order.growth_earned), event.member.growth_value)
-    if growth > 0:
-        _growth_add(
-            member=event.member,
-            amount=-growth,
-            source=GrowthEvent.Source.REFUND,
-            occurred_at=event.refund.created_at,
-            reference=event.order.order_id,
-            idempotency_key=f"refund:{event.refund.refund_id}",
-        )
-    event.refund.growth_clawed_back = growth
-
-
-def _growth_add(*, member: Member, amount: int, source, occurred_at, reference, idempotency_key) -> GrowthEvent:
-    growth_event = GrowthEvent.objects.create(
+def _growth_add(*, member: Member, source, amount: int, occurred_at, reference, idempotency_key, spend=0, orders=0):
+    return GrowthEvent.objects.create(
         member=member,
         source=source,
         amount=amount,
+        spend=spend,
+        orders=orders,
         occurred_at=occurred_at,
         reference=reference,
         idempotency_key=idempotency_key,
     )
-    member.growth_value += amount
-    member.save(update_fields=["growth_value", "updated_at"])
-    return growth_event
+
+
+def growth_on_order(event: OrderRecorded) -> None:
+    """Order handler: the paid amount earns growth at the order rule's rate (rounded down, within its daily cap) and
+    counts as qualifying spend and one qualifying order, unless its category is excluded or the member is blocked."""
+    order, member = event.order, event.member
+    if member.is_blocked or category_excluded(order.category):
+        return
+    rule = growth_rule(GrowthRule.Source.ORDER)
+    growth = _floor(order.amount * rule.growth) if rule is not None else 0
+    if rule is not None:
+        growth = _within_daily_cap(member, rule, growth, order.placed_at)
+    _growth_add(
+        member=member,
+        source=GrowthEvent.Source.ORDER,
+        amount=growth,
+        spend=order.amount,
+        orders=1,
+        occurred_at=order.placed_at,
+        reference=order.order_id,
+        idempotency_key=f"order:{order.order_id}",
+    )
+    event.growth_earned = growth
+
+
+def growth_on_refund(event: OrderRefunded) -> None:
+    """Refund handler: take back the refunded share of the order's growth and spend (and the order itself once wholly
+    refunded), dated at the order so both leave the window together. The tier stays until its validity ends: a
+    refund never downgrades in the middle of a validity period."""
+    order = event.order
+    counted = GrowthEvent.objects.filter(idempotency_key=f"order:{order.order_id}").first()
+    if counted is None:  # excluded category, or placed while blocked: it never counted
+        event.refund.growth_clawed_back = 0
+        return
+    growth = event.share_of(counted.amount)
+    spend = (counted.spend * event.refund.amount / order.amount).quantize(Decimal("0.01")) if order.amount else 0
+    fully = event.refunded_after == order.amount
+    orders = -counted.orders if fully else 0
+    if growth or spend or orders:
+        _growth_add(
+            member=event.member,
+            source=GrowthEvent.Source.REFUND,
+            amount=-growth,
+            spend=-spend,
+            orders=orders,
+            occurred_at=counted.occurred_at,
+            reference=order.order_id,
+            idempotency_key=f"refund:{event.refund.refund_id}",
+        )
+    event.refund.growth_clawed_back = growth
+    tier_evaluate(event.member, reference=order.order_id, locked=True)
+
+
+def growth_record(
+    *,
+    member: Member,
+    source: str,
+    idempotency_key: str,
+    occurred_at: datetime | None = None,
+    reference: str = "",
+    locked: bool = False,
+) -> GrowthEvent | None:
+    """Growth for an interaction (check-in, review, share, referral, completed profile) by its rule's weight, within
+    its daily cap; an upgrade it earns happens at once. Idempotent by `idempotency_key`. Returns the event, or None
+    when nothing was earned (no rule, weight 0, cap reached, blocked member, already recorded)."""
+    if source not in GrowthRule.Source.values or source == GrowthRule.Source.ORDER:
+        raise InvalidInput(_("Unknown activity for growth: %(source)s.") % {"source": source}, field="source")
+    occurred_at = occurred_at or timezone.now()
+    with transaction.atomic():
+        if not locked:
+            member_lock(member)
+        if member.is_blocked or GrowthEvent.objects.filter(idempotency_key=idempotency_key).exists():
+            return None
+        rule = growth_rule(source)
+        if rule is None:
+            return None
+        growth = _within_daily_cap(member, rule, _floor(rule.growth), occurred_at)
+        if growth <= 0:
+            return None
+        growth_event = _growth_add(
+            member=member,
+            source=source,
+            amount=growth,
+            occurred_at=occurred_at,
+            reference=reference,
+            idempotency_key=idempotency_key,
+        )
+        tier_evaluate(member, reference=reference or idempotency_key, locked=True)
+        return growth_event
+
+
+def growth_on_profile(member: Member) -> None:
+    """Profile handler: a profile completed for the first time earns the profile rule's growth, once."""
+    if all(getattr(member, name) for name in PROFILE_COMPLETE_FIELDS):
+        growth_record(
+            member=member,
+            source=GrowthRule.Source.PROFILE,
+            idempotency_key=f"profile:{member.pk}",
+            reference="profile",
+            locked=True,
+        )
+
+
+# --- Tiers --------------------------------------------------------------------------------------------------------
+
+def tier_evaluate(
+    member: Member, *, as_of: datetime | None = None, reference: str = "", locked: bool = False, user=None
+) -> EvaluationResult:
+    """Apply the tier rules to one member now (or as of `as_of`): refresh their window sums, upgrade at once, and
+    apply any renewal, grace or downgrade already due. The member instance is reloaded. With `locked`, the caller's
+    transaction holds the member's lock (the order and refund handlers)."""
+    if not locked:
+        with transaction.atomic():
+            member_lock(member)
+            return tier_evaluate(member, as_of=as_of, reference=reference, locked=True, user=user)
+    if not connection.in_atomic_block:
+        raise RuntimeError("tier_evaluate(locked=True) needs the caller's transaction")
+    ensure_decision_table()
+    result = evaluate_range(
+        lo=member.pk,
+        hi=member.pk + 1,
+        as_of=as_of or timezone.now(),
+        policy=tier_policy(),
+        ladder=Ladder(tier_ladder()),
+        reference=reference,
+        user_id=getattr(user, "pk", None),
+        lock=False,
+    )
+    if result.refreshed or result.changes:
+        member.refresh_from_db(fields=_EVALUATED_FIELDS)
+    return result
 
 
 def tier_on_order(event: OrderRecorded) -> None:
     """Order handler: an upgrade happens at once, on the order that crosses the threshold."""
-    tier_upgrade_if_qualified(member=event.member, reference=event.order.order_id, locked=True)
+    tier_evaluate(event.member, reference=event.order.order_id, locked=True)
 
 
 def tier_on_register(member: Member) -> None:
     """Member handler: a new member starts on the best tier open to them (the entry tier on a default ladder)."""
-    tier_upgrade_if_qualified(member=member, reason=TierChange.Reason.JOIN, locked=True)
+    tier_evaluate(member, locked=True)
 
 
-def tier_upgrade_if_qualified(
-    *, member: Member, reason=TierChange.Reason.UPGRADE, reference: str = "", locked: bool = False
-) -> TierChange | None:
-    """Move the member up to the best tier they qualify for; never down (downgrades follow validity rules).
-
-    Returns the TierChange, or None when the member stays where they are.
-    """
+def tier_override(*, member: Member, tier: Tier, reason: str, until: datetime | None = None, user=None) -> TierChange:
+    """Staff set a member's tier by hand, with a reason, until `until` (or until cleared). Meanwhile no renewal or
+    downgrade happens; an upgrade the member earns still does, and ends the override. At `until` the tier
+    recalculation puts the member on the tier they qualify for."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput(_("Give a reason for the override."), field="reason")
+    now = timezone.now()
+    if until is not None and until <= now:
+        raise InvalidInput(_("The end of the override must be in the future."), field="until")
     with transaction.atomic():
-        if not locked:
-            member_lock(member)
-        best = tier_best_qualified(member, tier_ladder())
-        current: Tier | None = member.tier if member.tier_id else None
-        if best is None or (current is not None and best.rank <= current.rank):
-            return None
+        member_lock(member)
         change = TierChange.objects.create(
-            member=member, from_tier=current, to_tier=best, reason=reason, reference=reference
+            member=member,
+            from_tier_id=member.tier_id,
+            to_tier=tier,
+            reason=TierChange.Reason.OVERRIDE,
+            note=reason,
+            created_at=now,
+            created_by=user,
         )
-        member.tier = best
-        member.save(update_fields=["tier", "updated_at"])
+        member.tier = tier
+        member.tier_expires_at = until
+        member.tier_grace_until = None
+        member.tier_overridden = True
+        member.tier_override_until = until
+        member.tier_override_reason = reason[:200]
+        member.save(
+            update_fields=[
+                "tier",
+                "tier_expires_at",
+                "tier_grace_until",
+                "tier_overridden",
+                "tier_override_until",
+                "tier_override_reason",
+                "updated_at",
+            ]
+        )
         return change
+
+
+def tier_override_end(*, member: Member, user=None) -> EvaluationResult | None:
+    """End a staff override now: normal rules resume at once (the member goes to the tier they qualify for)."""
+    with transaction.atomic():
+        member_lock(member)
+        if not member.tier_overridden:
+            return None
+        now = timezone.now()
+        Member.objects.filter(pk=member.pk).update(tier_override_until=now)
+        member.tier_override_until = now
+        return tier_evaluate(member, as_of=now, locked=True, user=user)
+
+
+@dataclass(frozen=True)
+class RecalculationProgress:
+    done_members: int
+    total_members: int
+    result: EvaluationResult
+
+
+def tiers_recalculate(
+    *,
+    as_of: datetime | None = None,
+    mode: Mode = Mode.NORMAL,
+    batch_size: int = RECALCULATE_BATCH_SIZE,
+    user=None,
+    note: str = "",
+    on_batch=None,
+) -> EvaluationResult:
+    """Apply the tier rules to every member as of `as_of` (default now), in batches of member ids, each batch one
+    transaction that locks its members. Idempotent for a given `as_of`: a second run changes nothing. Run for past
+    dates in order, it replays history (after an import). `on_batch(RecalculationProgress)` reports progress."""
+    as_of = as_of or timezone.now()
+    policy = tier_policy()
+    ladder = Ladder(tier_ladder())
+    bounds = Member.objects.aggregate(lo=Min("id"), hi=Max("id"))
+    result = EvaluationResult()
+    if bounds["lo"] is None:
+        return result
+    total = bounds["hi"] - bounds["lo"] + 1
+    for lo in range(bounds["lo"], bounds["hi"] + 1, batch_size):
+        hi = min(lo + batch_size, bounds["hi"] + 1)
+        with transaction.atomic():
+            ensure_decision_table()
+            batch = evaluate_range(
+                lo=lo,
+                hi=hi,
+                as_of=as_of,
+                policy=policy,
+                ladder=ladder,
+                mode=mode,
+                note=note,
+                user_id=getattr(user, "pk", None),
+            )
+        result.add(batch)
+        if on_batch is not None:
+            on_batch(RecalculationProgress(done_members=hi - bounds["lo"], total_members=total, result=result))
+    return result

@@ -116,13 +116,15 @@ def test_member_detail_query_count_does_not_grow_with_history(
 ):
     url = f"/api/v1/members/{member.external_id}/"
     api_client.get(url)  # warm-up: the first use of a key records last_used_at
-    with django_assert_max_num_queries(5) as before:
+    # key, member, tier rules, ladder, perks, window sums (now and at expiry), growth leaving the window,
+    # points policy, points expiring soon
+    with django_assert_max_num_queries(9) as before:
         api_client.get(url)
     for _ in range(30):
         order_factory(customer_id=member.external_id, amount=Decimal("10"), placed_at=timezone.now())
         points_earn(member=member, amount=5, idempotency_key=f"k{_}", expires_at=timezone.now() + timedelta(days=5))
 
-    with django_assert_max_num_queries(5) as after:
+    with django_assert_max_num_queries(9) as after:
         api_client.get(url)
 
     assert len(after.captured_queries) == len(before.captured_queries)
@@ -132,11 +134,11 @@ def test_member_registration_query_count_does_not_grow_with_members(
     api_client, member_factory, django_assert_max_num_queries
 ):
     api_client.post("/api/v1/members/", {"external_id": "warm-up"}, format="json")  # first key use writes last_used_at
-    with django_assert_max_num_queries(20) as before:
+    with django_assert_max_num_queries(22) as before:
         api_client.post("/api/v1/members/", {"external_id": "n-1", "name": "A"}, format="json")
     member_factory.create_batch(30)
 
-    with django_assert_max_num_queries(20) as after:
+    with django_assert_max_num_queries(22) as after:
         response = api_client.post("/api/v1/members/", {"external_id": "n-2", "name": "B"}, format="json")
 
     assert response.status_code == 201

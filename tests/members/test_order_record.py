@@ -82,7 +82,7 @@ def test_a_failing_handler_rolls_back_the_whole_order(member, monkeypatch):
     def broken(event):
         raise RuntimeError("handler failed")
 
-    monkeypatch.setattr("tiers.services.growth_for_amount", broken)
+    monkeypatch.setattr("tiers.services.growth_rule", broken)
     with pytest.raises(RuntimeError):
         record(member)
 

@@ -13,6 +13,9 @@ from members.management.commands import seed_demo
 from members.models import Member, Order
 from points.models import PointsTransaction
 from tiers.models import GrowthEvent, TierChange
+from tiers.selectors import tier_policy
+from tiers.services import tiers_recalculate
+from tiers.windows import window_q
 
 pytestmark = pytest.mark.django_db
 
@@ -72,18 +75,21 @@ def test_seed_demo_points_balance_is_the_sum_of_the_members_ledger():
         assert member.points_balance == ledger.get(member.external_id, 0), member.external_id
 
 
-def test_seed_demo_growth_value_is_the_sum_of_the_members_growth_events():
+def test_seed_demo_growth_value_is_the_sum_of_the_members_growth_events_in_the_window():
     seed()
+    as_of = timezone.now()
+    tiers_recalculate(as_of=as_of)
 
     growth = dict(
-        GrowthEvent.objects.values("member__external_id")
+        GrowthEvent.objects.filter(window_q(as_of, tier_policy()))
+        .values("member__external_id")
         .annotate(total=Sum("amount"))
         .values_list("member__external_id", "total")
     )
     members = list(demo_members())
     assert any(member.growth_value > 0 for member in members)
     for member in members:
-        assert member.growth_value == growth.get(member.external_id, 0), member.external_id
+        assert member.growth_value == max(0, growth.get(member.external_id, 0)), member.external_id
 
 
 def test_seed_demo_mixes_chinese_and_english_names():

@@ -1,0 +1,336 @@
+"""The tier rules as set-based SQL over a range of member ids: the one code path that moves members between tiers.
+
+`evaluate_range` serves the nightly `recalculate_tiers` (ranges of thousands of members) and the event path of a
+single order or interaction (a range of one member), so an upgrade on an order and one found by the job are the same
+rule. It runs in the caller's transaction with the members locked, in three steps:
+
+1. refresh the cached window sums (growth_value, window_spend, window_orders) from the growth events in the window;
+2. decide, for every member whose state calls for it, one rule (below) into the temporary table `tier_decision`;
+3. write a TierChange per move or renewal and update the members; repeat 2-3 until nothing is left to decide (a
+   backlog can chain: a renewal still in the past, a grace period already over, ...).
+
+Rules, first match wins (mode "normal", the nightly run and every event):
+- join:          the member holds no tier yet -> the best tier they qualify for.
+- override_end:  a staff override has ended -> the best tier they qualify for (up or down, no step limit: the
+                 override tier was never earned), with a fresh validity.
+- upgrade:       they qualify for a higher tier -> up at once, fresh validity; an upgrade also ends an override.
+- (overridden):  otherwise an override pins the tier: nothing else happens.
+- clear_expiry / set_expiry: the tier's validity was removed / added by staff -> expiry follows.
+- renewal:       validity over, still qualified -> kept, expiry extended from the old expiry (no drift).
+- grace:         validity over, not qualified, the policy grants grace -> kept until expiry + grace days.
+- downgrade:     validity (and grace) over, not qualified -> the best tier they qualify for, but at most
+                 `downgrade_steps` rungs down, with a fresh validity from the moment the old one ended.
+Mode "upgrades" applies join and upgrade only; mode "ladder" (after staff change thresholds) moves every member not
+pinned by an override to the best tier they qualify for, at most `downgrade_steps` rungs down, reason ladder_change.
+"""
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import TextChoices
+from django.utils import timezone
+
+from .models import Tier, TierChange, TierPolicy
+from .windows import shift_sql, window_start, window_start_sql
+
+
+class Mode(TextChoices):
+    NORMAL = "normal"
+    UPGRADES = "upgrades"
+    LADDER = "ladder"
+
+
+@dataclass
+class EvaluationResult:
+    refreshed: int = 0
+    changes: Counter = field(default_factory=Counter)
+    rounds: int = 0
+
+    def add(self, other: "EvaluationResult") -> None:
+        self.refreshed += other.refreshed
+        self.changes.update(other.changes)
+        self.rounds = max(self.rounds, other.rounds)
+
+
+# Rules that write a TierChange; the others (grace, set/clear expiry) only update the member.
+_REASON_SQL = f"""CASE r.rule
+    WHEN 'join' THEN '{TierChange.Reason.JOIN}'
+    WHEN 'upgrade' THEN '{TierChange.Reason.UPGRADE}'
+    WHEN 'renewal' THEN '{TierChange.Reason.RENEWAL}'
+    WHEN 'downgrade' THEN '{TierChange.Reason.DOWNGRADE}'
+    WHEN 'ladder' THEN '{TierChange.Reason.LADDER_CHANGE}'
+    WHEN 'override_end' THEN CASE
+        WHEN r.new_pos > r.cur_pos THEN '{TierChange.Reason.UPGRADE}'
+        WHEN r.new_pos < r.cur_pos THEN '{TierChange.Reason.DOWNGRADE}'
+        ELSE '{TierChange.Reason.RENEWAL}' END
+    END"""
+
+MAX_ROUNDS = 60
+# After these, the new expiry or grace end may still lie before the as-of moment (a backlog): decide again.
+_CHAINING_RULES = {"renewal", "grace", "downgrade", "override_end"}
+
+
+def _literal(value) -> str:
+    """Ladder numbers are inlined (ints and Decimals from the database only): it keeps parameters to the datetimes."""
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise TypeError(f"not a number: {value!r}")
+    return str(value)
+
+
+class Ladder:
+    """The ladder as SQL: positions 0..n-1 by rank, and the CASE expressions that map between them."""
+
+    def __init__(self, tiers: list[Tier]):
+        self.tiers = sorted(tiers, key=lambda tier: tier.rank)
+
+    def position_of_tier_id(self, column: str) -> str:
+        # An unsaved tier (a ladder-change preview) has no id and no members yet.
+        whens = " ".join(f"WHEN {_literal(t.pk)} THEN {pos}" for pos, t in enumerate(self.tiers) if t.pk is not None)
+        return f"CASE {column} {whens} ELSE -1 END" if whens else "-1"
+
+    def tier_id_at(self, position: str) -> str:
+        whens = " ".join(f"WHEN {pos} THEN {_literal(t.pk)}" for pos, t in enumerate(self.tiers))
+        return f"CASE {position} {whens} END" if whens else "NULL"
+
+    def validity_at(self, position: str) -> str:
+        whens = " ".join(
+            f"WHEN {pos} THEN {_literal(t.validity_months)}"
+            for pos, t in enumerate(self.tiers)
+            if t.validity_months is not None
+        )
+        return f"CASE {position} {whens} END" if whens else "NULL"
+
+    def qualified_position(self, alias: str = "m") -> str:
+        """The highest position whose every set threshold the window sums meet (-1: none, on a ladder whose entry
+        tier has thresholds)."""
+        whens = []
+        for pos in range(len(self.tiers) - 1, -1, -1):
+            tier = self.tiers[pos]
+            conditions = []
+            if tier.min_growth is not None:
+                conditions.append(f"{alias}.growth_value >= {_literal(tier.min_growth)}")
+            if tier.min_spend is not None:
+                conditions.append(f"{alias}.window_spend >= {_literal(tier.min_spend)}")
+            if tier.min_orders is not None:
+                conditions.append(f"{alias}.window_orders >= {_literal(tier.min_orders)}")
+            whens.append(f"WHEN {' AND '.join(conditions) or '1 = 1'} THEN {pos}")
+        return f"CASE {' '.join(whens)} ELSE -1 END" if whens else "-1"
+
+
+def _datetime_param(value: datetime):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _as_of_table() -> str:
+    """A one-row derived table `p` holding the as-of moment (no CTE: SQLite reports no row count for WITH ...)."""
+    cast = "::timestamptz" if connection.vendor == "postgresql" else ""
+    return f"(SELECT %s{cast} AS t) p"
+
+
+def ensure_decision_table() -> None:
+    timestamp = "timestamp with time zone" if connection.vendor == "postgresql" else "text"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""CREATE TEMP TABLE IF NOT EXISTS tier_decision (
+                member_id bigint PRIMARY KEY,
+                from_tier_id bigint,
+                to_tier_id bigint,
+                rule varchar(20) NOT NULL,
+                reason varchar(20),
+                note varchar(200) NOT NULL,
+                changed_at {timestamp},
+                new_expires_at {timestamp},
+                new_grace_until {timestamp},
+                clear_override boolean NOT NULL
+            )"""
+        )
+
+
+def lock_range(lo: int, hi: int) -> None:
+    """Lock the range's member rows (PostgreSQL; SQLite's writer lock already serialises) so that no order changes
+    a member between the sums read and the decision written."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM members_member WHERE id >= %s AND id < %s FOR UPDATE) locked",
+            [lo, hi],
+        )
+
+
+def refresh_window_sums(lo: int, hi: int, as_of: datetime, policy: TierPolicy) -> int:
+    """Step 1: growth_value, window_spend, window_orders := the sums of the events in the window. Returns rows changed.
+
+    Sums are clamped at zero (a refund is dated at its order, so they net out; the clamp guards hand-made data) and
+    rounded to cents (SQLite sums decimals as floats)."""
+    start = window_start(as_of, policy)
+    window = "" if start is None else f"AND occurred_at {window_start_sql(policy)} %s"
+    params = [lo, hi, _datetime_param(as_of)] + ([] if start is None else [_datetime_param(start)]) + [lo, hi]
+    sql = f"""
+        UPDATE members_member SET growth_value = a.growth, window_spend = a.spend, window_orders = a.orders
+        FROM (
+            SELECT m.id AS member_id,
+                   CASE WHEN g.growth > 0 THEN g.growth ELSE 0 END AS growth,
+                   CASE WHEN g.spend > 0 THEN g.spend ELSE 0 END AS spend,
+                   CASE WHEN g.orders > 0 THEN g.orders ELSE 0 END AS orders
+            FROM members_member m
+            LEFT JOIN (
+                SELECT member_id, SUM(amount) AS growth, ROUND(SUM(spend), 2) AS spend, SUM(orders) AS orders
+                FROM tiers_growthevent
+                WHERE member_id >= %s AND member_id < %s AND occurred_at <= %s {window}
+                GROUP BY member_id
+            ) g ON g.member_id = m.id
+            WHERE m.id >= %s AND m.id < %s
+        ) a
+        WHERE members_member.id = a.member_id
+          AND (members_member.growth_value <> a.growth OR members_member.window_spend <> a.spend
+               OR members_member.window_orders <> a.orders)
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _decision_sql(ladder: Ladder, policy: TierPolicy, mode: Mode, note: str) -> str:
+    """Step 2: the INSERT INTO tier_decision ... SELECT, in four layers: state (s), rule (r), outcome (o), final."""
+    vendor = connection.vendor
+    steps = _literal(policy.downgrade_steps)
+    grace_days = _literal(policy.grace_days)
+    cur_validity = ladder.validity_at("s.cur_pos")
+    floor = f"CASE WHEN s.cur_pos - {steps} > 0 THEN s.cur_pos - {steps} ELSE 0 END"
+    target = f"CASE WHEN s.q_pos > {floor} THEN s.q_pos ELSE {floor} END"
+    join = "WHEN s.cur_pos < 0 AND s.q_pos >= 0 THEN 'join'"
+    if mode == Mode.UPGRADES:
+        rule = f"CASE {join} WHEN s.cur_pos >= 0 AND s.q_pos > s.cur_pos THEN 'upgrade' END"
+    elif mode == Mode.LADDER:
+        rule = f"""CASE {join}
+            WHEN s.cur_pos < 0 THEN NULL
+            WHEN s.ovr AND s.q_pos <= s.cur_pos THEN NULL
+            WHEN ({target}) <> s.cur_pos THEN 'ladder' END"""
+    else:
+        rule = f"""CASE {join}
+            WHEN s.cur_pos < 0 THEN NULL
+            WHEN s.ovr AND s.ovr_until IS NOT NULL AND s.ovr_until <= p.t AND s.q_pos >= 0 THEN 'override_end'
+            WHEN s.q_pos > s.cur_pos THEN 'upgrade'
+            WHEN s.ovr THEN NULL
+            WHEN ({cur_validity}) IS NULL AND s.exp IS NOT NULL THEN 'clear_expiry'
+            WHEN ({cur_validity}) IS NOT NULL AND s.exp IS NULL THEN 'set_expiry'
+            WHEN s.exp <= p.t AND s.q_pos >= s.cur_pos THEN 'renewal'
+            WHEN s.exp <= p.t AND s.grace IS NULL AND {grace_days} > 0 THEN 'grace'
+            WHEN s.exp <= p.t AND (s.grace IS NULL OR s.grace <= p.t) THEN 'downgrade' END"""
+    new_pos = """CASE r0.rule
+            WHEN 'join' THEN r0.q_pos WHEN 'override_end' THEN r0.q_pos WHEN 'upgrade' THEN r0.q_pos
+            WHEN 'downgrade' THEN r0.target WHEN 'ladder' THEN r0.target
+            ELSE r0.cur_pos END"""
+    changed_at = """CASE r.rule
+            WHEN 'override_end' THEN r.ovr_until
+            WHEN 'renewal' THEN CASE WHEN r.grace IS NULL THEN r.exp ELSE r.t END
+            WHEN 'downgrade' THEN COALESCE(r.grace, r.exp)
+            ELSE r.t END"""
+    new_validity = ladder.validity_at("o.new_pos")
+    old_validity = ladder.validity_at("o.cur_pos")
+    new_expires = f"""CASE o.rule
+            WHEN 'renewal' THEN {shift_sql(vendor, "o.exp", old_validity)}
+            WHEN 'grace' THEN o.exp
+            WHEN 'clear_expiry' THEN NULL
+            WHEN 'set_expiry' THEN {shift_sql(vendor, "o.t", old_validity)}
+            ELSE {shift_sql(vendor, "o.changed_at", new_validity)} END"""
+    new_grace = f"CASE o.rule WHEN 'grace' THEN {shift_sql(vendor, 'o.exp', '0', grace_days)} ELSE NULL END"
+    note_sql = "CASE o.rule WHEN 'override_end' THEN 'Override ended.' ELSE %s END"
+    return f"""
+        INSERT INTO tier_decision (member_id, from_tier_id, to_tier_id, rule, reason, note, changed_at,
+                                   new_expires_at, new_grace_until, clear_override)
+        SELECT o.member_id, o.cur_id, {ladder.tier_id_at("o.new_pos")}, o.rule, o.reason, {note_sql}, o.changed_at,
+               {new_expires}, {new_grace},
+               CASE WHEN o.rule IN ('override_end', 'upgrade', 'ladder', 'join') THEN TRUE ELSE FALSE END
+        FROM (
+            SELECT r.*, {_REASON_SQL} AS reason, {changed_at} AS changed_at
+            FROM (
+                SELECT r0.*, {new_pos} AS new_pos
+                FROM (
+                    SELECT s.*, p.t AS t, {target} AS target, {rule} AS rule
+                    FROM (
+                        SELECT m.id AS member_id, m.tier_id AS cur_id,
+                               {ladder.position_of_tier_id("m.tier_id")} AS cur_pos,
+                               {ladder.qualified_position("m")} AS q_pos,
+                               m.tier_expires_at AS exp, m.tier_grace_until AS grace,
+                               m.tier_overridden AS ovr, m.tier_override_until AS ovr_until
+                        FROM members_member m
+                        WHERE m.id >= %s AND m.id < %s
+                    ) s CROSS JOIN {_as_of_table()}
+                ) r0 WHERE r0.rule IS NOT NULL
+            ) r
+        ) o
+    """
+
+
+def _apply_decisions(reference: str, user_id: int | None, now: datetime) -> None:
+    """Step 3: history first (it reads the old tier), then the members."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO tiers_tierchange (member_id, from_tier_id, to_tier_id, reason, reference, note, created_at,
+                                             created_by_id)
+               SELECT member_id, from_tier_id, to_tier_id, reason, %s, note, changed_at, %s
+               FROM tier_decision WHERE reason IS NOT NULL""",
+            [reference[:64], user_id],
+        )
+        cursor.execute(
+            """UPDATE members_member SET
+                   tier_id = d.to_tier_id,
+                   tier_expires_at = d.new_expires_at,
+                   tier_grace_until = d.new_grace_until,
+                   tier_overridden = CASE WHEN d.clear_override THEN FALSE ELSE members_member.tier_overridden END,
+                   tier_override_until = CASE WHEN d.clear_override THEN NULL
+                                              ELSE members_member.tier_override_until END,
+                   tier_override_reason = CASE WHEN d.clear_override THEN ''
+                                               ELSE members_member.tier_override_reason END,
+                   updated_at = %s
+               FROM tier_decision d WHERE members_member.id = d.member_id""",
+            [_datetime_param(now)],
+        )
+
+
+def evaluate_range(
+    *,
+    lo: int,
+    hi: int,
+    as_of: datetime,
+    policy: TierPolicy,
+    ladder: Ladder,
+    mode: Mode = Mode.NORMAL,
+    reference: str = "",
+    note: str = "",
+    user_id: int | None = None,
+    lock: bool = True,
+) -> EvaluationResult:
+    """Evaluate members with lo <= id < hi as of `as_of`. Call inside a transaction; `lock=False` when the caller
+    already holds the member locks. Statements per call are constant: they never grow with the members in range."""
+    result = EvaluationResult()
+    if lock:
+        lock_range(lo, hi)
+    result.refreshed = refresh_window_sums(lo, hi, as_of, policy)
+    decide = _decision_sql(ladder, policy, Mode(mode), note)
+    now = timezone.now()
+    decided = False
+    with connection.cursor() as cursor:
+        for round_number in range(1, MAX_ROUNDS + 1):
+            if decided:
+                cursor.execute("DELETE FROM tier_decision")
+            cursor.execute(decide, [note[:200], lo, hi, _datetime_param(as_of)])
+            result.rounds = round_number
+            if cursor.rowcount == 0:
+                break
+            decided = True
+            cursor.execute("SELECT rule, count(*) FROM tier_decision GROUP BY rule")
+            rules = dict(cursor.fetchall())
+            result.changes.update(rules)
+            _apply_decisions(reference, user_id, now)
+            if mode != Mode.NORMAL or not rules.keys() & _CHAINING_RULES:
+                break  # nothing decided can fall due again as of the same moment
+        else:
+            raise RuntimeError("tier evaluation did not settle")  # a rule that keeps firing is a bug, not data
+        if decided:
+            cursor.execute("DELETE FROM tier_decision")
+    return result

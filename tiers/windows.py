@@ -1,0 +1,101 @@
+"""Calendar arithmetic of tiers, in the site's time zone (settings.TIME_ZONE): the qualification window, when a
+growth event leaves it, and validity periods. The SQL of the batch evaluation uses the same arithmetic through
+`shift_sql` (native on PostgreSQL, these functions registered on SQLite), so both paths agree to the microsecond.
+
+The rolling window as of `as_of` holds the events with  as_of - N months < occurred_at <= as_of  (month arithmetic on
+the local calendar, clamped at month ends as dateutil and PostgreSQL both do). So an event counts until exactly
+N months after it happened; one on a day that month N has no twin of (29 February, 31 March) counts until the first
+moment of the next month. The calendar-year window holds the events since local 1 January 00:00 inclusive.
+"""
+import re
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
+
+from dateutil.relativedelta import relativedelta
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import TierPolicy
+
+
+def site_tz():
+    return timezone.get_default_timezone()
+
+
+def shift(moment: datetime, *, months: int = 0, days: int = 0) -> datetime:
+    """`moment` moved by whole months and days on the site's wall clock (1 month after 31 January is 28/29 February)."""
+    local = timezone.localtime(moment, site_tz()).replace(tzinfo=None)
+    return timezone.make_aware(local + relativedelta(months=months, days=days), site_tz())
+
+
+def local_midnight(day) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min), site_tz())
+
+
+def window_start(as_of: datetime, policy: TierPolicy) -> datetime | None:
+    """The lower bound of the qualification window (exclusive for rolling, inclusive for calendar year); None for
+    lifetime."""
+    if policy.window_mode == TierPolicy.Window.LIFETIME:
+        return None
+    if policy.window_mode == TierPolicy.Window.CALENDAR_YEAR:
+        return local_midnight(timezone.localtime(as_of, site_tz()).date().replace(month=1, day=1))
+    return shift(as_of, months=-policy.window_months)
+
+
+def window_q(as_of: datetime, policy: TierPolicy, prefix: str = "") -> Q:
+    """The filter on GrowthEvent (or a relation to it through `prefix`) for the events counted as of `as_of`."""
+    q = Q(**{f"{prefix}occurred_at__lte": as_of})
+    start = window_start(as_of, policy)
+    if start is not None:
+        op = "gte" if policy.window_mode == TierPolicy.Window.CALENDAR_YEAR else "gt"
+        q &= Q(**{f"{prefix}occurred_at__{op}": start})
+    return q
+
+
+def window_start_sql(policy: TierPolicy) -> str:
+    """The comparison operator of the window's lower bound, for raw SQL."""
+    return ">=" if policy.window_mode == TierPolicy.Window.CALENDAR_YEAR else ">"
+
+
+def leaves_window_at(occurred_at: datetime, policy: TierPolicy) -> datetime | None:
+    """The first moment at which an event no longer counts (None: it never leaves)."""
+    if policy.window_mode == TierPolicy.Window.LIFETIME:
+        return None
+    local = timezone.localtime(occurred_at, site_tz())
+    if policy.window_mode == TierPolicy.Window.CALENDAR_YEAR:
+        return local_midnight(local.date().replace(year=local.year + 1, month=1, day=1))
+    later = shift(occurred_at, months=policy.window_months)
+    if timezone.localtime(later, site_tz()).day != local.day:
+        # Month N has no such day: every as_of up to the end of its last day still reaches back before the event.
+        return local_midnight(timezone.localtime(later, site_tz()).date() + timedelta(days=1))
+    return later
+
+
+# --- SQL ------------------------------------------------------------------------------------------------------------
+
+def shift_sql(vendor: str, moment_sql: str, months_sql: str = "0", days_sql: str = "0") -> str:
+    """SQL for `shift(moment, months=..., days=...)`, the site's time zone inlined (a zone name, checked)."""
+    if vendor == "postgresql":
+        tz = str(site_tz())
+        if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", tz):
+            raise ValueError(f"unexpected time zone name {tz!r}")
+        return (
+            f"((({moment_sql}) AT TIME ZONE '{tz}') + make_interval(months => ({months_sql})::int, "
+            f"days => ({days_sql})::int)) AT TIME ZONE '{tz}'"
+        )
+    return f"loyalty_shift({moment_sql}, {months_sql}, {days_sql})"
+
+
+def _sqlite_shift(value, months, days):
+    """loyalty_shift() for SQLite, where Django stores aware datetimes as naive UTC text."""
+    if value is None or months is None or days is None:
+        return None
+    naive = datetime.fromisoformat(value)
+    moment = shift(naive.replace(tzinfo=dt_timezone.utc), months=int(months), days=int(days))
+    return str(moment.astimezone(dt_timezone.utc).replace(tzinfo=None))
+
+
+def register_sqlite_functions(sender, connection, **kwargs):
+    """connection_created receiver: give SQLite the calendar function PostgreSQL has natively."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_function("loyalty_shift", 3, _sqlite_shift, deterministic=True)
