@@ -214,6 +214,25 @@ def member_admin_inline(inline_class):
     return inline_class
 
 
+def member_admin_panel(fieldset: str):
+    """Add a read-only panel (a function of the member returning HTML) to a fieldset of the member page. Used by
+    the higher apps' admins: tiers adds the tier status and progress to the "Tier" fieldset."""
+
+    def register(panel):
+        name = panel.__name__
+        setattr(MemberAdmin, name, display(description=getattr(panel, "short_description", name))(
+            lambda self, obj: panel(obj)
+        ))
+        MemberAdmin.service_owned_fields = (*MemberAdmin.service_owned_fields, name)
+        MemberAdmin.fieldsets = tuple(
+            (title, {**options, "fields": (*options["fields"], name)}) if str(title) == str(fieldset) else (title, options)
+            for title, options in MemberAdmin.fieldsets
+        )
+        return panel
+
+    return register
+
+
 class MemberAdminForm(forms.ModelForm):
     class Meta:
         model = Member
@@ -276,7 +295,7 @@ class MemberAdmin(ModelAdmin):
         (_("Consents"), {"fields": ("email_opt_in", "sms_opt_in", "consents_updated_at")}),
         (_("Referral"), {"fields": ("referral_code", "referred_by")}),
         (_("Status"), {"fields": ("is_blocked", "blocked_reason")}),
-        (_("Tier"), {"fields": ("tier", "tier_expires_at", "growth_value")}),
+        (_("Tier"), {"fields": ("tier", "tier_expires_at", "growth_value", "window_spend", "window_orders")}),
         (_("Points"), {"fields": ("points_balance", "points_pending", "points_debt")}),
         (_("Purchases"), {"fields": ("lifetime_spend", "order_count", "first_order_at", "last_order_at")}),
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
@@ -293,6 +312,8 @@ class MemberAdmin(ModelAdmin):
         "tier",
         "tier_expires_at",
         "growth_value",
+        "window_spend",
+        "window_orders",
         "points_balance",
         "points_pending",
         "points_debt",

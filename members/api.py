@@ -34,32 +34,82 @@ def error_responses(*statuses: int) -> dict:
     return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in statuses}
 
 
+@extend_schema_serializer(component_name="TierPerk")
+class TierPerkOutput(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+
+
+@extend_schema_serializer(component_name="TierBenefits")
+class TierBenefitsOutput(serializers.Serializer):
+    points_multiplier = serializers.DecimalField(max_digits=5, decimal_places=2)
+    discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
+    free_shipping = serializers.BooleanField()
+    birthday_bonus_points = serializers.IntegerField()
+    perks = TierPerkOutput(many=True, help_text="Named perks of the tier (priority support, early access...).")
+
+
+@extend_schema_serializer(component_name="TierSummary")
+class TierSummaryOutput(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    rank = serializers.IntegerField()
+    validity_months = serializers.IntegerField(
+        allow_null=True, help_text="How long the tier holds once reached; null: it never expires."
+    )
+    benefits = TierBenefitsOutput()
+
+
+@extend_schema_serializer(component_name="TierMissing")
+class TierMissingOutput(serializers.Serializer):
+    growth = serializers.IntegerField()
+    spend = serializers.DecimalField(max_digits=14, decimal_places=2)
+    orders = serializers.IntegerField()
+
+
+@extend_schema_serializer(component_name="GrowthLeavingWindow")
+class GrowthLeavingOutput(serializers.Serializer):
+    at = serializers.DateTimeField(help_text="From this moment this growth no longer counts.")
+    growth = serializers.IntegerField()
+
+
+@extend_schema_serializer(component_name="NextTier")
+class NextTierOutput(TierSummaryOutput):
+    missing = TierMissingOutput(help_text="What is still missing to reach this tier.")
+    growth_leaving_window = GrowthLeavingOutput(
+        many=True, help_text="The next moments when growth counted now leaves the qualification window, and how much."
+    )
+
+
+@extend_schema_serializer(component_name="TierKeep")
+class TierKeepOutput(serializers.Serializer):
+    evaluated_at = serializers.DateTimeField(help_text="When the member is re-evaluated for the current tier.")
+    in_grace = serializers.BooleanField(help_text="The validity has ended; the tier is kept until evaluated_at.")
+    qualified = serializers.BooleanField(help_text="Whether the growth, spend and orders still counted then suffice.")
+    missing = TierMissingOutput(help_text="What is missing by then to keep the tier.")
+
+
+@extend_schema_serializer(component_name="TierStatus")
+class TierStatusOutput(serializers.Serializer):
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="End of the validity; null: never.")
+    grace_until = serializers.DateTimeField(allow_null=True, help_text="End of the grace period, when in one.")
+    overridden = serializers.BooleanField(help_text="The tier was set by staff.")
+    override_until = serializers.DateTimeField(allow_null=True, help_text="When a staff override ends.")
+    keep = TierKeepOutput(allow_null=True, help_text="What it takes to keep the tier; null when it never expires.")
+
+
+@extend_schema_serializer(component_name="Qualification")
+class QualificationOutput(serializers.Serializer):
+    window = serializers.ChoiceField(choices=["rolling", "calendar_year", "lifetime"])
+    window_months = serializers.IntegerField(allow_null=True, help_text="For the rolling window.")
+    growth = serializers.IntegerField(help_text="Growth value counted in the window now.")
+    spend = serializers.DecimalField(max_digits=14, decimal_places=2, help_text="Qualifying spend in the window.")
+    orders = serializers.IntegerField(help_text="Qualifying orders in the window.")
+
+
 @extend_schema_serializer(component_name="MemberDetail")
 class MemberDetailOutput(serializers.Serializer):
-    @extend_schema_serializer(component_name="TierSummary")
-    class Tier(serializers.Serializer):
-        @extend_schema_serializer(component_name="TierBenefits")
-        class Benefits(serializers.Serializer):
-            points_multiplier = serializers.DecimalField(max_digits=5, decimal_places=2)
-            discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
-            free_shipping = serializers.BooleanField()
-            birthday_bonus_points = serializers.IntegerField()
-
-        code = serializers.CharField()
-        name = serializers.CharField()
-        rank = serializers.IntegerField()
-        benefits = Benefits()
-
-    @extend_schema_serializer(component_name="NextTier")
-    class NextTier(Tier):
-        @extend_schema_serializer(component_name="TierMissing")
-        class Missing(serializers.Serializer):
-            growth = serializers.IntegerField()
-            spend = serializers.DecimalField(max_digits=14, decimal_places=2)
-            orders = serializers.IntegerField()
-
-        missing = Missing(help_text="What is still missing to reach this tier.")
-
     @extend_schema_serializer(component_name="ExpiringPoints")
     class ExpiringPoints(serializers.Serializer):
         date = serializers.DateField()
@@ -75,9 +125,11 @@ class MemberDetailOutput(serializers.Serializer):
     email_opt_in = serializers.BooleanField()
     sms_opt_in = serializers.BooleanField()
     referral_code = serializers.CharField(help_text="This member's own code, to share with friends.")
-    tier = Tier(allow_null=True)
+    tier = TierSummaryOutput(allow_null=True, help_text="The tier held and its benefits in force.")
     tier_expires_at = serializers.DateTimeField(allow_null=True)
-    next_tier = NextTier(allow_null=True, help_text="The next rung up, or null at the top of the ladder.")
+    tier_status = TierStatusOutput()
+    qualification = QualificationOutput(help_text="What counts toward tiers now, in the qualification window.")
+    next_tier = NextTierOutput(allow_null=True, help_text="The next rung up, or null at the top of the ladder.")
     is_blocked = serializers.BooleanField(help_text="A blocked member earns and spends no points.")
     points_balance = serializers.IntegerField(help_text="Points available to spend.")
     points_pending = serializers.IntegerField(help_text="Points earned but not yet spendable.")
@@ -86,7 +138,7 @@ class MemberDetailOutput(serializers.Serializer):
         many=True,
         help_text="Points expiring within the policy's window (30 days by default), by the last day they can be used.",
     )
-    growth_value = serializers.IntegerField()
+    growth_value = serializers.IntegerField(help_text="Growth value in the qualification window.")
     lifetime_spend = serializers.DecimalField(max_digits=14, decimal_places=2)
     currency = serializers.CharField()
     order_count = serializers.IntegerField()

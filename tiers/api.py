@@ -1,13 +1,13 @@
 """Storefront API for the ladder: thin views over tiers.selectors."""
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from members.api import MemberDetailOutput, error_responses
+from members.api import TierBenefitsOutput, error_responses
 from members.models import ApiScope
 
-from .selectors import tier_ladder
+from .selectors import tier_ladder, tier_summary
 
 
 @extend_schema_serializer(component_name="Tier")
@@ -22,8 +22,15 @@ class TierOutput(serializers.Serializer):
     name = serializers.CharField()
     rank = serializers.IntegerField()
     description = serializers.CharField()
+    validity_months = serializers.IntegerField(
+        allow_null=True, help_text="How long the tier holds once reached; null: it never expires."
+    )
     thresholds = Thresholds(source="*", help_text="Every threshold that is set must be met; null: not required.")
-    benefits = MemberDetailOutput.Tier.Benefits(source="*")
+    benefits = serializers.SerializerMethodField()
+
+    @extend_schema_field(TierBenefitsOutput)
+    def get_benefits(self, tier):
+        return TierBenefitsOutput(tier_summary(tier)["benefits"]).data
 
 
 class TierListView(APIView):
@@ -35,4 +42,4 @@ class TierListView(APIView):
         responses={200: TierOutput(many=True), **error_responses(401, 403)},
     )
     def get(self, request):
-        return Response(TierOutput(tier_ladder(), many=True).data)
+        return Response(TierOutput(tier_ladder(with_perks=True), many=True).data)

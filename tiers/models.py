@@ -112,6 +112,10 @@ class TierChange(models.Model):
         verbose_name = _("tier change")
         verbose_name_plural = _("tier changes")
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("override_tier", _("Can set a member's tier by hand")),
+            ("recalculate_tiers", _("Can re-evaluate every member's tier")),
+        ]
         indexes = [models.Index(fields=["member", "-created_at"], name="tierchange_member_idx")]
 
     def __str__(self):
@@ -174,6 +178,8 @@ class GrowthRule(models.Model):
         REFERRAL = "referral", _("referral")
         PROFILE = "profile", _("completed profile (once)")
 
+    # Edited as part of the tier rules page (an inline of the one TierPolicy row).
+    policy = models.ForeignKey(TierPolicy, on_delete=models.CASCADE, default=1, related_name="growth_rules")
     source = models.CharField(_("activity"), max_length=20, choices=Source.choices, unique=True)
     growth = models.DecimalField(
         _("growth"),
@@ -199,6 +205,9 @@ class GrowthRule(models.Model):
 class ExcludedCategory(models.Model):
     """An order category (gift cards, shipping...) that never counts toward growth, qualifying spend or orders."""
 
+    policy = models.ForeignKey(
+        TierPolicy, on_delete=models.CASCADE, default=1, related_name="excluded_categories"
+    )
     category = models.CharField(
         _("category"), max_length=64, unique=True, help_text=_("As the storefront sends it; compared ignoring case.")
     )

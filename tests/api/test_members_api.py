@@ -1,5 +1,5 @@
 """POST /api/v1/members/ and GET /api/v1/members/{external_id}/."""
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from members.models import Member
 from points.services import points_earn
+from tiers.windows import shift
 
 pytestmark = pytest.mark.django_db
 
@@ -143,3 +144,44 @@ def test_member_registration_query_count_does_not_grow_with_members(
 
     assert response.status_code == 201
     assert len(after.captured_queries) == len(before.captured_queries)
+
+
+def test_member_detail_shows_the_benefits_in_force_with_perks(api_client, member, order_factory):
+    order_factory(customer_id=member.external_id, amount=Decimal("6000"))
+
+    body = api_client.get(f"/api/v1/members/{member.external_id}/").json()
+
+    assert body["tier"]["code"] == "gold"
+    assert body["tier"]["benefits"]["free_shipping"] is True
+    assert {perk["code"] for perk in body["tier"]["benefits"]["perks"]} == {"priority-support", "fast-refund"}
+
+
+def test_member_detail_next_tier_says_what_is_missing_and_when_growth_leaves_the_window(
+    api_client, member, order_factory
+):
+    placed_at = timezone.now() - timedelta(days=30)
+    order_factory(customer_id=member.external_id, amount=Decimal("400"), placed_at=placed_at)
+
+    body = api_client.get(f"/api/v1/members/{member.external_id}/").json()
+
+    assert body["qualification"] == {
+        "window": "rolling", "window_months": 12, "growth": 400, "spend": "400.00", "orders": 1
+    }
+    assert body["next_tier"]["code"] == "silver"
+    assert body["next_tier"]["missing"] == {"growth": 600, "spend": "0.00", "orders": 0}
+    [leaving] = body["next_tier"]["growth_leaving_window"]
+    assert leaving["growth"] == 400
+    assert datetime.fromisoformat(leaving["at"]) == shift(placed_at, months=12)
+
+
+def test_member_detail_tier_status_says_what_it_takes_to_keep_the_tier(api_client, member, order_factory):
+    order_factory(customer_id=member.external_id, amount=Decimal("1200"))
+
+    status = api_client.get(f"/api/v1/members/{member.external_id}/").json()["tier_status"]
+
+    # The order that earned Silver leaves the 12-month window as the 12-month validity ends: keeping the tier takes
+    # new purchases within the year.
+    assert status["overridden"] is False
+    assert status["keep"]["evaluated_at"] == status["expires_at"]
+    assert status["keep"]["qualified"] is False
+    assert status["keep"]["missing"] == {"growth": 1000, "spend": "0.00", "orders": 0}
