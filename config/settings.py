@@ -254,6 +254,8 @@ UNFOLD = {
                     {"title": _("Tiers"), "icon": "military_tech", "link": reverse_lazy("admin:tiers_tier_changelist")},
                     {"title": _("Tier changes"), "icon": "trending_up", "link": reverse_lazy("admin:tiers_tierchange_changelist")},
                     {"title": _("Growth events"), "icon": "show_chart", "link": reverse_lazy("admin:tiers_growthevent_changelist")},
+                    {"title": _("Tier rules"), "icon": "rule", "link": reverse_lazy("admin:tiers_tierpolicy_changelist")},
+                    {"title": _("Perks"), "icon": "workspace_premium", "link": reverse_lazy("admin:tiers_benefit_changelist")},
                 ],
             },
             {
