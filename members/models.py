@@ -41,13 +41,14 @@ class Member(models.Model):
     # until then, and the member is told what is missing.
     tier_grace_until = models.DateTimeField(_("tier grace until"), null=True, blank=True)
     # A staff override pins the tier until tier_override_until (never, when empty); then normal rules resume.
-    tier_overridden = models.BooleanField(_("tier set by staff"), default=False)
+    tier_overridden = models.BooleanField(_("tier set by staff"), default=False, db_default=False)
     tier_override_until = models.DateTimeField(_("override ends at"), null=True, blank=True)
-    tier_override_reason = models.CharField(_("override reason"), max_length=200, blank=True)
+    tier_override_reason = models.CharField(_("override reason"), max_length=200, blank=True, db_default="")
     # Sums of the growth events inside the qualification window, as of the member's last evaluation.
     growth_value = models.BigIntegerField(_("growth value"), default=0)
-    window_spend = models.DecimalField(_("spend in window"), max_digits=14, decimal_places=2, default=0)
-    window_orders = models.PositiveIntegerField(_("orders in window"), default=0)
+    # Database defaults too: bulk loaders (bench, import) insert members with plain SQL.
+    window_spend = models.DecimalField(_("spend in window"), max_digits=14, decimal_places=2, default=0, db_default=0)
+    window_orders = models.PositiveIntegerField(_("orders in window"), default=0, db_default=0)
 
     points_balance = models.BigIntegerField(_("available points"), default=0)
     points_pending = models.BigIntegerField(_("pending points"), default=0)

@@ -241,8 +241,8 @@ class GrowthEvent(models.Model):
     amount = models.BigIntegerField(_("growth"))
     # What the event adds to qualifying spend and order count; a refund subtracts. Refunds are dated at the order's
     # time so the two net out inside any window and age out of it together.
-    spend = models.DecimalField(_("qualifying spend"), max_digits=14, decimal_places=2, default=0)
-    orders = models.SmallIntegerField(_("qualifying orders"), default=0)
+    spend = models.DecimalField(_("qualifying spend"), max_digits=14, decimal_places=2, default=0, db_default=0)
+    orders = models.SmallIntegerField(_("qualifying orders"), default=0, db_default=0)
     occurred_at = models.DateTimeField(_("occurred at"))
     reference = models.CharField(_("reference"), max_length=64, blank=True)
     idempotency_key = models.CharField(_("idempotency key"), max_length=128, unique=True)
