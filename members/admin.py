@@ -262,6 +262,8 @@ class MemberAdmin(ModelAdmin):
     list_select_related = ("tier",)
     list_filter = (
         ("tier", RelatedDropdownFilter),
+        ("tier_expires_at", DayRangeFilter),
+        ("tier_overridden", BooleanRadioFilter),
         ("is_blocked", BooleanRadioFilter),
         ("joined_at", DayRangeFilter),
         ("last_order_at", DayRangeFilter),

@@ -83,6 +83,7 @@ class Member(models.Model):
             models.Index(fields=["phone"], name="member_phone_idx"),
             models.Index(fields=["last_order_at"], name="member_last_order_idx"),
             models.Index(fields=["joined_at"], name="member_joined_idx"),
+            models.Index(fields=["tier_expires_at"], name="member_tier_expires_idx"),
         ]
 
     def __str__(self):

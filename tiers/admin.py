@@ -309,6 +309,7 @@ class TierChangeAdmin(ReadOnlyModelAdmin):
             TierChange.Reason.RENEWAL: "info",
             TierChange.Reason.DOWNGRADE: "danger",
             TierChange.Reason.OVERRIDE: "warning",
+            TierChange.Reason.LADDER_CHANGE: "warning",
         },
     )
     def reason_display(self, obj):
@@ -317,7 +318,7 @@ class TierChangeAdmin(ReadOnlyModelAdmin):
 
 @admin.register(GrowthEvent)
 class GrowthEventAdmin(ReadOnlyModelAdmin):
-    list_display = ("occurred_at", "member_display", "source", "amount", "reference", "idempotency_key")
+    list_display = ("occurred_at", "member_display", "source", "amount", "spend", "orders", "reference", "idempotency_key")
     list_select_related = ("member",)
     list_filter = (
         ("source", ChoicesDropdownFilter),
@@ -330,7 +331,7 @@ class GrowthEventAdmin(ReadOnlyModelAdmin):
     date_hierarchy = "occurred_at"
     show_full_result_count = False
     list_per_page = 50
-    fields = ("member", "source", "amount", "occurred_at", "reference", "idempotency_key", "created_at")
+    fields = ("member", "source", "amount", "spend", "orders", "occurred_at", "reference", "idempotency_key", "created_at")
 
     @display(description=_("member"), header=True, ordering="member__name")
     def member_display(self, obj):
@@ -350,7 +351,7 @@ class TierChangeInline(MemberHistoryInline):
 class GrowthEventInline(MemberHistoryInline):
     model = GrowthEvent
     verbose_name_plural = _("growth events")
-    fields = ("occurred_at", "source", "amount", "reference")
+    fields = ("occurred_at", "source", "amount", "spend", "orders", "reference")
 
 
 # --- On the member page -------------------------------------------------------------------------------------------
