@@ -44,6 +44,13 @@ class Member(models.Model):
     tier_overridden = models.BooleanField(_("tier set by staff"), default=False, db_default=False)
     tier_override_until = models.DateTimeField(_("override ends at"), null=True, blank=True)
     tier_override_reason = models.CharField(_("override reason"), max_length=200, blank=True, db_default="")
+    # The tier and validity the member had earned when the override began: when it ends, that earned state resumes
+    # (or what they qualify for then, if higher).
+    tier_before_override = models.ForeignKey(
+        "tiers.Tier", verbose_name=_("tier before the override"), null=True, blank=True, on_delete=models.PROTECT,
+        related_name="+",
+    )
+    tier_expires_before_override = models.DateTimeField(_("its validity"), null=True, blank=True)
     # Sums of the growth events inside the qualification window, as of the member's last evaluation.
     growth_value = models.BigIntegerField(_("growth value"), default=0)
     # Database defaults too: bulk loaders (bench, import) insert members with plain SQL.

@@ -409,8 +409,8 @@ def override_tier(modeladmin, request, queryset):
         queryset,
         form_class=TierOverrideForm,
         title=_("Set tier by hand"),
-        summary=_("%(count)s members selected. Their tier is pinned until the date given (renewals and downgrades "
-                  "wait; an upgrade they earn still happens and ends the override)."),
+        summary=_("%(count)s members selected. Their tier is pinned until the date given (no upgrade, renewal or "
+                  "downgrade meanwhile); then the tier they had earned resumes, or the one they qualify for if higher."),
         confirm_label=_("Set tier"),
         apply=apply,
     )

@@ -11,10 +11,11 @@ rule. It runs in the caller's transaction with the members locked, in three step
 
 Rules, first match wins (mode "normal", the nightly run and every event):
 - join:          the member holds no tier yet -> the best tier they qualify for.
-- override_end:  a staff override has ended -> the best tier they qualify for (up or down, no step limit: the
-                 override tier was never earned), with a fresh validity.
-- upgrade:       they qualify for a higher tier -> up at once, fresh validity; an upgrade also ends an override.
-- (overridden):  otherwise an override pins the tier: nothing else happens.
+- override_end:  a staff override has ended -> the tier earned before it resumes with its validity, or what they
+                 qualify for now if higher (fresh validity); if that validity ran out during the override, it is
+                 re-evaluated as at any expiry (at most `downgrade_steps` down).
+- (overridden):  otherwise an override pins the tier: nothing else happens, not even an upgrade.
+- upgrade:       they qualify for a higher tier -> up at once, fresh validity.
 - clear_expiry / set_expiry: the tier's validity was removed / added by staff -> expiry follows.
 - renewal:       validity over, still qualified -> kept, expiry extended from the old expiry (no drift).
 - grace:         validity over, not qualified, the policy grants grace -> kept until expiry + grace days.
@@ -22,6 +23,7 @@ Rules, first match wins (mode "normal", the nightly run and every event):
                  `downgrade_steps` rungs down, with a fresh validity from the moment the old one ended.
 Mode "upgrades" applies join and upgrade only; mode "ladder" (after staff change thresholds) moves every member not
 pinned by an override to the best tier they qualify for, at most `downgrade_steps` rungs down, reason ladder_change.
+Overridden members are left alone in both.
 """
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from django.db.models import TextChoices
 from django.utils import timezone
 
 from .models import Tier, TierChange, TierPolicy
-from .windows import shift_sql, window_start, window_start_sql
+from .windows import shift_sql, window_bound
 
 
 class Mode(TextChoices):
@@ -165,8 +167,8 @@ def refresh_window_sums(lo: int, hi: int, as_of: datetime, policy: TierPolicy) -
 
     Sums are clamped at zero (a refund is dated at its order, so they net out; the clamp guards hand-made data) and
     rounded to cents (SQLite sums decimals as floats)."""
-    start = window_start(as_of, policy)
-    window = "" if start is None else f"AND occurred_at {window_start_sql(policy)} %s"
+    start, inclusive = window_bound(as_of, policy)
+    window = "" if start is None else f"AND occurred_at {'>=' if inclusive else '>'} %s"
     params = [lo, hi, _datetime_param(as_of)] + ([] if start is None else [_datetime_param(start)]) + [lo, hi]
     sql = f"""
         UPDATE members_member SET growth_value = a.growth, window_spend = a.spend, window_orders = a.orders
@@ -202,26 +204,33 @@ def _decision_sql(ladder: Ladder, policy: TierPolicy, mode: Mode, note: str) -> 
     floor = f"CASE WHEN s.cur_pos - {steps} > 0 THEN s.cur_pos - {steps} ELSE 0 END"
     target = f"CASE WHEN s.q_pos > {floor} THEN s.q_pos ELSE {floor} END"
     join = "WHEN s.cur_pos < 0 AND s.q_pos >= 0 THEN 'join'"
+    # At an override's end: the earned tier is a floor while its validity runs, one that steps down like any expiry
+    # once it has run out during the override, and nothing when there was no earned tier.
+    prev_valid = "(s.prev_exp IS NULL OR s.prev_exp > s.ovr_until)"
+    prev_floor = f"""CASE WHEN s.prev_pos < 0 THEN -1 WHEN {prev_valid} THEN s.prev_pos
+            WHEN s.prev_pos - {steps} > 0 THEN s.prev_pos - {steps} ELSE 0 END"""
+    override_target = f"CASE WHEN s.q_pos > ({prev_floor}) THEN s.q_pos ELSE ({prev_floor}) END"
+    join = "WHEN s.cur_pos < 0 AND s.q_pos >= 0 THEN 'join'"
     if mode == Mode.UPGRADES:
-        rule = f"CASE {join} WHEN s.cur_pos >= 0 AND s.q_pos > s.cur_pos THEN 'upgrade' END"
+        rule = f"CASE {join} WHEN s.ovr THEN NULL WHEN s.cur_pos >= 0 AND s.q_pos > s.cur_pos THEN 'upgrade' END"
     elif mode == Mode.LADDER:
         rule = f"""CASE {join}
-            WHEN s.cur_pos < 0 THEN NULL
-            WHEN s.ovr AND s.q_pos <= s.cur_pos THEN NULL
+            WHEN s.cur_pos < 0 OR s.ovr THEN NULL
             WHEN ({target}) <> s.cur_pos THEN 'ladder' END"""
     else:
         rule = f"""CASE {join}
             WHEN s.cur_pos < 0 THEN NULL
-            WHEN s.ovr AND s.ovr_until IS NOT NULL AND s.ovr_until <= p.t AND s.q_pos >= 0 THEN 'override_end'
-            WHEN s.q_pos > s.cur_pos THEN 'upgrade'
+            WHEN s.ovr AND s.ovr_until IS NOT NULL AND s.ovr_until <= p.t AND ({override_target}) >= 0
+                THEN 'override_end'
             WHEN s.ovr THEN NULL
+            WHEN s.q_pos > s.cur_pos THEN 'upgrade'
             WHEN ({cur_validity}) IS NULL AND s.exp IS NOT NULL THEN 'clear_expiry'
             WHEN ({cur_validity}) IS NOT NULL AND s.exp IS NULL THEN 'set_expiry'
             WHEN s.exp <= p.t AND s.q_pos >= s.cur_pos THEN 'renewal'
             WHEN s.exp <= p.t AND s.grace IS NULL AND {grace_days} > 0 THEN 'grace'
             WHEN s.exp <= p.t AND (s.grace IS NULL OR s.grace <= p.t) THEN 'downgrade' END"""
     new_pos = """CASE r0.rule
-            WHEN 'join' THEN r0.q_pos WHEN 'override_end' THEN r0.q_pos WHEN 'upgrade' THEN r0.q_pos
+            WHEN 'join' THEN r0.q_pos WHEN 'override_end' THEN r0.override_target WHEN 'upgrade' THEN r0.q_pos
             WHEN 'downgrade' THEN r0.target WHEN 'ladder' THEN r0.target
             ELSE r0.cur_pos END"""
     changed_at = """CASE r.rule
@@ -231,12 +240,14 @@ def _decision_sql(ladder: Ladder, policy: TierPolicy, mode: Mode, note: str) -> 
             ELSE r.t END"""
     new_validity = ladder.validity_at("o.new_pos")
     old_validity = ladder.validity_at("o.cur_pos")
-    new_expires = f"""CASE o.rule
+    new_expires = f"""CASE
+            WHEN o.rule = 'override_end' AND o.new_pos = o.prev_pos AND o.prev_valid = 1 THEN o.prev_exp
+            ELSE CASE o.rule
             WHEN 'renewal' THEN {shift_sql(vendor, "o.exp", old_validity)}
             WHEN 'grace' THEN o.exp
             WHEN 'clear_expiry' THEN NULL
             WHEN 'set_expiry' THEN {shift_sql(vendor, "o.t", old_validity)}
-            ELSE {shift_sql(vendor, "o.changed_at", new_validity)} END"""
+            ELSE {shift_sql(vendor, "o.changed_at", new_validity)} END END"""
     new_grace = f"CASE o.rule WHEN 'grace' THEN {shift_sql(vendor, 'o.exp', '0', grace_days)} ELSE NULL END"
     note_sql = "CASE o.rule WHEN 'override_end' THEN 'Override ended.' ELSE %s END"
     return f"""
@@ -250,13 +261,16 @@ def _decision_sql(ladder: Ladder, policy: TierPolicy, mode: Mode, note: str) -> 
             FROM (
                 SELECT r0.*, {new_pos} AS new_pos
                 FROM (
-                    SELECT s.*, p.t AS t, {target} AS target, {rule} AS rule
+                    SELECT s.*, p.t AS t, {target} AS target, {override_target} AS override_target,
+                           CASE WHEN {prev_valid} THEN 1 ELSE 0 END AS prev_valid, {rule} AS rule
                     FROM (
                         SELECT m.id AS member_id, m.tier_id AS cur_id,
                                {ladder.position_of_tier_id("m.tier_id")} AS cur_pos,
                                {ladder.qualified_position("m")} AS q_pos,
                                m.tier_expires_at AS exp, m.tier_grace_until AS grace,
-                               m.tier_overridden AS ovr, m.tier_override_until AS ovr_until
+                               m.tier_overridden AS ovr, m.tier_override_until AS ovr_until,
+                               {ladder.position_of_tier_id("m.tier_before_override_id")} AS prev_pos,
+                               m.tier_expires_before_override AS prev_exp
                         FROM members_member m
                         WHERE m.id >= %s AND m.id < %s
                     ) s CROSS JOIN {_as_of_table()}
@@ -286,6 +300,10 @@ def _apply_decisions(reference: str, user_id: int | None, now: datetime) -> None
                                               ELSE members_member.tier_override_until END,
                    tier_override_reason = CASE WHEN d.clear_override THEN ''
                                                ELSE members_member.tier_override_reason END,
+                   tier_before_override_id = CASE WHEN d.clear_override THEN NULL
+                                                  ELSE members_member.tier_before_override_id END,
+                   tier_expires_before_override = CASE WHEN d.clear_override THEN NULL
+                                                       ELSE members_member.tier_expires_before_override END,
                    updated_at = %s
                FROM tier_decision d WHERE members_member.id = d.member_id""",
             [_datetime_param(now)],

@@ -36,6 +36,8 @@ _EVALUATED_FIELDS = [
     "tier_overridden",
     "tier_override_until",
     "tier_override_reason",
+    "tier_before_override",
+    "tier_expires_before_override",
     "growth_value",
     "window_spend",
     "window_orders",
@@ -220,9 +222,9 @@ def tier_on_register(member: Member) -> None:
 
 
 def tier_override(*, member: Member, tier: Tier, reason: str, until: datetime | None = None, user=None) -> TierChange:
-    """Staff set a member's tier by hand, with a reason, until `until` (or until cleared). Meanwhile no renewal or
-    downgrade happens; an upgrade the member earns still does, and ends the override. At `until` the tier
-    recalculation puts the member on the tier they qualify for."""
+    """Staff set a member's tier by hand, with a reason, until `until` (or until ended by hand). The override pins the
+    tier: no upgrade, renewal or downgrade meanwhile. When it ends, the tier the member had earned resumes with its
+    validity, or the tier they qualify for then if higher (see tiers.evaluation, rule override_end)."""
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput(_("Give a reason for the override."), field="reason")
@@ -240,6 +242,9 @@ def tier_override(*, member: Member, tier: Tier, reason: str, until: datetime | 
             created_at=now,
             created_by=user,
         )
+        if not member.tier_overridden:  # a second override keeps the earned state the first one put aside
+            member.tier_before_override_id = member.tier_id
+            member.tier_expires_before_override = member.tier_expires_at
         member.tier = tier
         member.tier_expires_at = until
         member.tier_grace_until = None
@@ -254,6 +259,8 @@ def tier_override(*, member: Member, tier: Tier, reason: str, until: datetime | 
                 "tier_overridden",
                 "tier_override_until",
                 "tier_override_reason",
+                "tier_before_override",
+                "tier_expires_before_override",
                 "updated_at",
             ]
         )

@@ -2,10 +2,10 @@
 growth event leaves it, and validity periods. The SQL of the batch evaluation uses the same arithmetic through
 `shift_sql` (native on PostgreSQL, these functions registered on SQLite), so both paths agree to the microsecond.
 
-The rolling window as of `as_of` holds the events with  as_of - N months < occurred_at <= as_of  (month arithmetic on
-the local calendar, clamped at month ends as dateutil and PostgreSQL both do). So an event counts until exactly
-N months after it happened; one on a day that month N has no twin of (29 February, 31 March) counts until the first
-moment of the next month. The calendar-year window holds the events since local 1 January 00:00 inclusive.
+An event counts from when it happened until `leaves_window_at`: in the rolling window, exactly N months later on the
+local calendar, or, on a day that month N has no twin of (29 February, 31 March), until the first moment of the next
+month. `window_bound` turns that into a lower bound on occurred_at for a given as-of moment, so the database filters
+on one constant. The calendar-year window holds the events since local 1 January 00:00 inclusive.
 """
 import re
 from datetime import datetime, time, timedelta
@@ -25,36 +25,53 @@ def site_tz():
 def shift(moment: datetime, *, months: int = 0, days: int = 0) -> datetime:
     """`moment` moved by whole months and days on the site's wall clock (1 month after 31 January is 28/29 February)."""
     local = timezone.localtime(moment, site_tz()).replace(tzinfo=None)
-    return timezone.make_aware(local + relativedelta(months=months, days=days), site_tz())
+    return _aware_like_postgresql(local + relativedelta(months=months, days=days))
+
+
+def _aware_like_postgresql(wall: datetime) -> datetime:
+    """A wall-clock time in the site's zone, read as PostgreSQL's AT TIME ZONE reads it: a time repeated when the clocks
+    go back is the later (standard-time) one, a time skipped when they go forward counts with the offset before."""
+    tz = site_tz()
+    first, second = wall.replace(tzinfo=tz, fold=0), wall.replace(tzinfo=tz, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        round_trip = first.astimezone(dt_timezone.utc).astimezone(tz).replace(tzinfo=None)
+        if round_trip == wall:  # it exists twice
+            return second
+    return first
 
 
 def local_midnight(day) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min), site_tz())
+    return _aware_like_postgresql(datetime.combine(day, time.min))
+
+
+def window_bound(as_of: datetime, policy: TierPolicy) -> tuple[datetime | None, bool]:
+    """The window's lower bound as (start, inclusive); (None, True) for lifetime.
+
+    Rolling: the events that have not yet left the window (`leaves_window_at(t) > as_of`). N months back is the
+    bound, exclusive; but when that day does not exist (as of 31 May, one month back is "31 April", clamped to 30 April)
+    every event of the clamped day has already left, so the window starts at the next local midnight, inclusive.
+    Defined this way the window never reaches back further as time goes on."""
+    if policy.window_mode == TierPolicy.Window.LIFETIME:
+        return None, True
+    if policy.window_mode == TierPolicy.Window.CALENDAR_YEAR:
+        return local_midnight(timezone.localtime(as_of, site_tz()).date().replace(month=1, day=1)), True
+    back = shift(as_of, months=-policy.window_months)
+    if timezone.localtime(back, site_tz()).day != timezone.localtime(as_of, site_tz()).day:
+        return local_midnight(timezone.localtime(back, site_tz()).date() + timedelta(days=1)), True
+    return back, False
 
 
 def window_start(as_of: datetime, policy: TierPolicy) -> datetime | None:
-    """The lower bound of the qualification window (exclusive for rolling, inclusive for calendar year); None for
-    lifetime."""
-    if policy.window_mode == TierPolicy.Window.LIFETIME:
-        return None
-    if policy.window_mode == TierPolicy.Window.CALENDAR_YEAR:
-        return local_midnight(timezone.localtime(as_of, site_tz()).date().replace(month=1, day=1))
-    return shift(as_of, months=-policy.window_months)
+    return window_bound(as_of, policy)[0]
 
 
 def window_q(as_of: datetime, policy: TierPolicy, prefix: str = "") -> Q:
     """The filter on GrowthEvent (or a relation to it through `prefix`) for the events counted as of `as_of`."""
     q = Q(**{f"{prefix}occurred_at__lte": as_of})
-    start = window_start(as_of, policy)
+    start, inclusive = window_bound(as_of, policy)
     if start is not None:
-        op = "gte" if policy.window_mode == TierPolicy.Window.CALENDAR_YEAR else "gt"
-        q &= Q(**{f"{prefix}occurred_at__{op}": start})
+        q &= Q(**{f"{prefix}occurred_at__{'gte' if inclusive else 'gt'}": start})
     return q
-
-
-def window_start_sql(policy: TierPolicy) -> str:
-    """The comparison operator of the window's lower bound, for raw SQL."""
-    return ">=" if policy.window_mode == TierPolicy.Window.CALENDAR_YEAR else ">"
 
 
 def leaves_window_at(occurred_at: datetime, policy: TierPolicy) -> datetime | None:

@@ -15,22 +15,13 @@ from points.errors import InsufficientPoints
 from points.models import PointsAllocation, PointsPolicy, PointsTransaction, Reward
 from points.selectors import ledger_mismatches, points_expiring_soon
 from points.services import points_earn, points_expire_due, points_expiry_for, reward_redeem
+from tests.clock import Clock
 
 Kind = PointsTransaction.Kind
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
 ONE_SECOND = timedelta(seconds=1)
 ONE_MICROSECOND = timedelta(microseconds=1)
-
-
-class Clock:
-    """A settable `timezone.now` (every service reads the time through django.utils.timezone)."""
-
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from members.services import order_record
 from points.models import PointsAllocation, PointsPolicy, PointsTransaction
 from points.selectors import ledger_mismatches
 from points.services import LotsJobResult, points_adjust, points_earn, points_expire_due, points_release_due
+from tests.clock import frozen_clock
 
 Kind = PointsTransaction.Kind
 NOW = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
@@ -24,20 +25,9 @@ DUE = NOW - timedelta(days=1)
 LATER = NOW + timedelta(days=90)
 
 
-class Clock:
-    """A settable `timezone.now` (every service reads the time through django.utils.timezone)."""
-
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    fake = Clock(NOW)
-    with mock.patch("django.utils.timezone.now", fake):
+    with frozen_clock(NOW) as fake:
         yield fake
 
 
