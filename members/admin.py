@@ -214,15 +214,13 @@ def member_admin_inline(inline_class):
     return inline_class
 
 
-def member_admin_panel(fieldset: str):
+def member_admin_panel(fieldset: str, description: str):
     """Add a read-only panel (a function of the member returning HTML) to a fieldset of the member page. Used by
     the higher apps' admins: tiers adds the tier status and progress to the "Tier" fieldset."""
 
     def register(panel):
         name = panel.__name__
-        setattr(MemberAdmin, name, display(description=getattr(panel, "short_description", name))(
-            lambda self, obj: panel(obj)
-        ))
+        setattr(MemberAdmin, name, display(description=description)(lambda self, obj: panel(obj)))
         MemberAdmin.service_owned_fields = (*MemberAdmin.service_owned_fields, name)
         MemberAdmin.fieldsets = tuple(
             (title, {**options, "fields": (*options["fields"], name)}) if str(title) == str(fieldset) else (title, options)

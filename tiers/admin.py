@@ -40,7 +40,7 @@ from members.admin import (
 from members.errors import DomainError
 from members.models import Member
 
-from .evaluation import Mode
+from .evaluation import RULE_LABELS, Mode
 from .models import Benefit, ExcludedCategory, GrowthEvent, GrowthRule, Tier, TierChange, TierPolicy
 from .selectors import ladder_preview, member_detail_tier_section, tier_ladder
 from .services import tier_evaluate, tier_override, tier_override_end
@@ -197,7 +197,9 @@ class TierAdmin(ModelAdmin):
             outcome = reevaluate_tiers.delay(mode=mode, user_id=request.user.pk)
             if outcome.ready():
                 changes = outcome.get()["changes"]
-                summary = ", ".join(f"{rule} {count:,}" for rule, count in sorted(changes.items())) or _("no changes")
+                summary = ", ".join(
+                    f"{RULE_LABELS.get(rule, rule)} {count:,}" for rule, count in sorted(changes.items())
+                ) or _("no changes")
                 self.message_user(request, _("Re-evaluation done: %(summary)s.") % {"summary": summary}, messages.SUCCESS)
             else:
                 self.message_user(request, _("Re-evaluation queued; tier changes appear as it runs."), messages.INFO)
@@ -238,6 +240,7 @@ class GrowthRuleInline(TabularInline):
     readonly_fields = ("source",)
     extra = 0
     can_delete = False
+    hide_title = True  # the activity is the row's first column already
     verbose_name_plural = _("growth per activity")
 
     def has_add_permission(self, request, obj=None):
@@ -248,6 +251,7 @@ class ExcludedCategoryInline(TabularInline):
     model = ExcludedCategory
     fields = ("category", "note")
     extra = 0
+    hide_title = True
     verbose_name_plural = _("categories that never count toward growth, spend or orders")
 
 
@@ -357,12 +361,9 @@ class GrowthEventInline(MemberHistoryInline):
 # --- On the member page -------------------------------------------------------------------------------------------
 
 
-@member_admin_panel(_("Tier"))
+@member_admin_panel(_("Tier"), description=_("status and progress"))
 def tier_progress(member: Member) -> str:
     return render_to_string("admin/tiers/member_tier_panel.html", member_detail_tier_section(member))
-
-
-tier_progress.short_description = _("status and progress")
 
 
 class TierOverrideForm(forms.Form):

@@ -33,9 +33,24 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import TextChoices
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .models import Tier, TierChange, TierPolicy
 from .windows import shift_sql, window_bound
+
+
+# What each rule did, for people (admin messages, command output).
+RULE_LABELS = {
+    "join": _("joined"),
+    "upgrade": _("upgrades"),
+    "renewal": _("renewals"),
+    "grace": _("grace periods started"),
+    "downgrade": _("downgrades"),
+    "ladder": _("moved by the ladder change"),
+    "override_end": _("overrides ended"),
+    "set_expiry": _("validity set"),
+    "clear_expiry": _("validity removed"),
+}
 
 
 class Mode(TextChoices):

@@ -8,7 +8,7 @@ from dateutil.relativedelta import relativedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from tiers.evaluation import Mode
+from tiers.evaluation import RULE_LABELS, Mode
 from tiers.services import RECALCULATE_BATCH_SIZE, tiers_recalculate
 from tiers.windows import local_midnight
 
@@ -58,7 +58,9 @@ class Command(BaseCommand):
             result = tiers_recalculate(as_of=moment, mode=mode, batch_size=batch_size, on_batch=progress)
             if progress:
                 self.stdout.write("")
-            changes = ", ".join(f"{rule} {count:,}" for rule, count in sorted(result.changes.items())) or "no changes"
+            changes = ", ".join(
+                f"{RULE_LABELS.get(rule, rule)} {count:,}" for rule, count in sorted(result.changes.items())
+            ) or "no changes"
             if verbosity >= 1 and (len(moments) == 1 or result.changes):
                 self.stdout.write(f"As of {timezone.localtime(moment):%Y-%m-%d %H:%M:%S}: {changes}; "
                                   f"window sums refreshed for {result.refreshed:,} members.")
