@@ -35,6 +35,8 @@ from django.db.models import TextChoices
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from members.services import ORDER_CLOCK_SKEW
+
 from .models import Tier, TierChange, TierPolicy
 from .windows import shift_sql, window_bound
 
@@ -177,14 +179,15 @@ def lock_range(lo: int, hi: int) -> None:
         )
 
 
-def refresh_window_sums(lo: int, hi: int, as_of: datetime, policy: TierPolicy) -> int:
+def refresh_window_sums(lo: int, hi: int, as_of: datetime, policy: TierPolicy, upto: datetime | None = None) -> int:
     """Step 1: growth_value, window_spend, window_orders := the sums of the events in the window. Returns rows changed.
 
     Sums are clamped at zero (a refund is dated at its order, so they net out; the clamp guards hand-made data) and
-    rounded to cents (SQLite sums decimals as floats)."""
+    rounded to cents (SQLite sums decimals as floats). Events count up to `upto` (default `as_of`)."""
     start, inclusive = window_bound(as_of, policy)
     window = "" if start is None else f"AND occurred_at {'>=' if inclusive else '>'} %s"
-    params = [lo, hi, _datetime_param(as_of)] + ([] if start is None else [_datetime_param(start)]) + [lo, hi]
+    upto = as_of if upto is None else upto
+    params = [lo, hi, _datetime_param(upto)] + ([] if start is None else [_datetime_param(start)]) + [lo, hi]
     sql = f"""
         UPDATE members_member SET growth_value = a.growth, window_spend = a.spend, window_orders = a.orders
         FROM (
@@ -265,6 +268,9 @@ def _decision_sql(ladder: Ladder, policy: TierPolicy, mode: Mode, note: str) -> 
             ELSE {shift_sql(vendor, "o.changed_at", new_validity)} END END"""
     new_grace = f"CASE o.rule WHEN 'grace' THEN {shift_sql(vendor, 'o.exp', '0', grace_days)} ELSE NULL END"
     note_sql = "CASE o.rule WHEN 'override_end' THEN 'Override ended.' ELSE %s END"
+    # Optimisation fences: without them the planner pulls the layers up into one expression tree and evaluates the
+    # tier CASEs once per reference (dozens of times a row) instead of once.
+    fence = "OFFSET 0" if vendor == "postgresql" else "LIMIT -1 OFFSET 0"
     return f"""
         INSERT INTO tier_decision (member_id, from_tier_id, to_tier_id, rule, reason, note, changed_at,
                                    new_expires_at, new_grace_until, clear_override)
@@ -287,8 +293,8 @@ def _decision_sql(ladder: Ladder, policy: TierPolicy, mode: Mode, note: str) -> 
                                {ladder.position_of_tier_id("m.tier_before_override_id")} AS prev_pos,
                                m.tier_expires_before_override AS prev_exp
                         FROM members_member m
-                        WHERE m.id >= %s AND m.id < %s
-                    ) s CROSS JOIN {_as_of_table()}
+                        WHERE m.id >= %s AND m.id < %s {fence}
+                    ) s CROSS JOIN {_as_of_table()} {fence}
                 ) r0 WHERE r0.rule IS NOT NULL
             ) r
         ) o
@@ -329,7 +335,7 @@ def evaluate_range(
     *,
     lo: int,
     hi: int,
-    as_of: datetime,
+    as_of: datetime | None,
     policy: TierPolicy,
     ladder: Ladder,
     mode: Mode = Mode.NORMAL,
@@ -339,11 +345,19 @@ def evaluate_range(
     lock: bool = True,
 ) -> EvaluationResult:
     """Evaluate members with lo <= id < hi as of `as_of`. Call inside a transaction; `lock=False` when the caller
-    already holds the member locks. Statements per call are constant: they never grow with the members in range."""
+    already holds the member locks. Statements per call are constant: they never grow with the members in range.
+
+    `as_of=None` is a live evaluation: as of the moment the locks are held, counting every event recorded so far
+    (an order the storefront stamped a few minutes ahead included). With a moment, only what happened by then counts
+    (a replay of the past)."""
     result = EvaluationResult()
     if lock:
         lock_range(lo, hi)
-    result.refreshed = refresh_window_sums(lo, hi, as_of, policy)
+    upto = None
+    if as_of is None:
+        as_of = timezone.now()
+        upto = as_of + ORDER_CLOCK_SKEW
+    result.refreshed = refresh_window_sums(lo, hi, as_of, policy, upto)
     decide = _decision_sql(ladder, policy, Mode(mode), note)
     now = timezone.now()
     decided = False

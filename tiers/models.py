@@ -257,7 +257,13 @@ class GrowthEvent(models.Model):
                 condition=~Q(amount=0) | ~Q(spend=0) | ~Q(orders=0), name="growth_event_not_empty"
             )
         ]
-        indexes = [models.Index(fields=["member", "occurred_at"], name="growth_member_occurred_idx")]
+        indexes = [
+            # Covering on PostgreSQL: the window sums of a range of members are read from the index alone (SQLite
+            # ignores INCLUDE; its index is the plain one).
+            models.Index(
+                fields=["member", "occurred_at"], include=["amount", "spend", "orders"], name="growth_member_occurred_idx"
+            )
+        ]
 
     def __str__(self):
         return f"{self.amount:+d} {self.get_source_display()} ({self.reference or self.idempotency_key})"

@@ -11,10 +11,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from members.models import Member
+from members.services import ORDER_CLOCK_SKEW
 
 from .evaluation import Ladder, _literal
 from .models import Benefit, ExcludedCategory, GrowthEvent, GrowthRule, Tier, TierPolicy
-from .windows import leaves_window_at, window_q
+from .windows import leaves_window_at, window_bound, window_q
 
 GROWTH_LEAVING_SHOWN = 3
 
@@ -78,11 +79,16 @@ def tier_missing(sums: WindowSums, tier: Tier) -> dict:
 
 
 def window_sums(member: Member, *moments: datetime, policy: TierPolicy) -> list[WindowSums]:
-    """The member's window sums as of each moment, from the events recorded so far, in one query."""
-    upto = timezone.now()
+    """The member's window sums as of each moment, in one query: the events recorded so far that are (still) in the
+    window then. What the member detail shows for now and for the re-evaluation of their tier."""
+    # Every event recorded so far counts (an order stamped a few minutes ahead by the storefront's clock too).
+    upto = timezone.now() + ORDER_CLOCK_SKEW
     aggregates = {}
     for index, moment in enumerate(moments):
-        counted = window_q(moment, policy) & Q(occurred_at__lte=upto)
+        start, inclusive = window_bound(moment, policy)
+        counted = Q(occurred_at__lte=upto)
+        if start is not None:
+            counted &= Q(occurred_at__gte=start) if inclusive else Q(occurred_at__gt=start)
         aggregates[f"g{index}"] = Coalesce(Sum("amount", filter=counted), 0)
         aggregates[f"s{index}"] = Coalesce(Sum("spend", filter=counted), Decimal("0"))
         aggregates[f"o{index}"] = Coalesce(Sum("orders", filter=counted), 0, output_field=IntegerField())

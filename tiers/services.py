@@ -8,6 +8,7 @@ everyone (`tiers_recalculate`), and after a ladder change. Overrides by staff ar
 Handlers are called with the member row already locked by the caller's transaction (members.services.order_record,
 order_refund, member_register); the other functions lock it themselves.
 """
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -199,7 +200,7 @@ def tier_evaluate(
     result = evaluate_range(
         lo=member.pk,
         hi=member.pk + 1,
-        as_of=as_of or timezone.now(),
+        as_of=as_of,
         policy=tier_policy(),
         ladder=Ladder(tier_ladder()),
         reference=reference,
@@ -276,7 +277,7 @@ def tier_override_end(*, member: Member, user=None) -> EvaluationResult | None:
         now = timezone.now()
         Member.objects.filter(pk=member.pk).update(tier_override_until=now)
         member.tier_override_until = now
-        return tier_evaluate(member, as_of=now, locked=True, user=user)
+        return tier_evaluate(member, locked=True, user=user)
 
 
 @dataclass(frozen=True)
@@ -291,36 +292,61 @@ def tiers_recalculate(
     as_of: datetime | None = None,
     mode: Mode = Mode.NORMAL,
     batch_size: int = RECALCULATE_BATCH_SIZE,
+    workers: int | None = None,
     user=None,
     note: str = "",
     on_batch=None,
 ) -> EvaluationResult:
-    """Apply the tier rules to every member as of `as_of` (default now), in batches of member ids, each batch one
-    transaction that locks its members. Idempotent for a given `as_of`: a second run changes nothing. Run for past
-    dates in order, it replays history (after an import). `on_batch(RecalculationProgress)` reports progress."""
-    as_of = as_of or timezone.now()
+    """Apply the tier rules to every member as of `as_of` (default: live, each batch as of the moment it holds its
+    locks, counting every event recorded), in batches of member ids, each batch one transaction that locks its
+    members. Idempotent for a given `as_of`: a second run changes nothing. Run for past
+    dates in order, it replays history (after an import). `on_batch(RecalculationProgress)` reports progress.
+
+    `workers` batches run at once, each on its own connection (default: 2 on PostgreSQL, whose batches are
+    independent row ranges; 1 on SQLite, which has one writer, and inside a caller's transaction, whose uncommitted
+    rows other connections cannot see)."""
     policy = tier_policy()
     ladder = Ladder(tier_ladder())
     bounds = Member.objects.aggregate(lo=Min("id"), hi=Max("id"))
     result = EvaluationResult()
     if bounds["lo"] is None:
         return result
+    if workers is None:
+        workers = 2 if connection.vendor == "postgresql" and not connection.in_atomic_block else 1
     total = bounds["hi"] - bounds["lo"] + 1
-    for lo in range(bounds["lo"], bounds["hi"] + 1, batch_size):
-        hi = min(lo + batch_size, bounds["hi"] + 1)
+    ranges = [(lo, min(lo + batch_size, bounds["hi"] + 1)) for lo in range(bounds["lo"], bounds["hi"] + 1, batch_size)]
+
+    def run(lo: int, hi: int) -> EvaluationResult:
         with transaction.atomic():
             ensure_decision_table()
-            batch = evaluate_range(
-                lo=lo,
-                hi=hi,
-                as_of=as_of,
-                policy=policy,
-                ladder=ladder,
-                mode=mode,
-                note=note,
+            return evaluate_range(
+                lo=lo, hi=hi, as_of=as_of, policy=policy, ladder=ladder, mode=mode, note=note,
                 user_id=getattr(user, "pk", None),
             )
+
+    def run_on_own_connection(lo: int, hi: int) -> EvaluationResult:
+        try:
+            return run(lo, hi)
+        finally:
+            connection.close()  # this worker thread's connection
+
+    def done(batch: EvaluationResult, finished: int) -> None:
         result.add(batch)
         if on_batch is not None:
-            on_batch(RecalculationProgress(done_members=hi - bounds["lo"], total_members=total, result=result))
+            on_batch(RecalculationProgress(done_members=finished, total_members=total, result=result))
+
+    if workers <= 1:
+        for lo, hi in ranges:
+            done(run(lo, hi), hi - bounds["lo"])
+        return result
+    finished = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_on_own_connection, lo, hi): hi - lo for lo, hi in ranges}
+        try:
+            for future in as_completed(futures):
+                finished += futures[future]
+                done(future.result(), finished)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
     return result

@@ -35,12 +35,15 @@ class Command(BaseCommand):
                             help="normal (all rules), upgrades (only moves up), ladder (full re-evaluation after a "
                             "ladder change, at most the policy's downgrade steps down).")
         parser.add_argument("--batch-size", type=int, default=RECALCULATE_BATCH_SIZE, help="Members per transaction.")
+        parser.add_argument("--workers", type=int, help="Batches run at once (default: 2 on PostgreSQL, 1 on SQLite).")
 
-    def handle(self, *args, as_of, since, step, mode, batch_size, verbosity, **options):
+    def handle(self, *args, as_of, since, step, mode, batch_size, workers, verbosity, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
-        final = end_of_day(as_of) if as_of else timezone.now()
-        if final > timezone.now():
+        if workers is not None and workers < 1:
+            raise CommandError("--workers must be at least 1.")
+        final = end_of_day(as_of) if as_of else None  # None: live, counting everything recorded
+        if final is not None and final > timezone.now():
             raise CommandError("--as-of cannot be in the future.")
         moments = [final]
         if since is not None:
@@ -48,21 +51,24 @@ class Command(BaseCommand):
                 raise CommandError("--since must not be after --as-of.")
             moments, day = [], since
             delta = {"day": relativedelta(days=1), "week": relativedelta(weeks=1), "month": relativedelta(months=1)}
-            while end_of_day(day) < final:
+            while end_of_day(day) < (final or timezone.now()):
                 moments.append(end_of_day(day))
                 day += delta[step]
             moments.append(final)
         progress = self._progress if verbosity >= 1 and sys.stdout.isatty() else None
         started = time.perf_counter()
         for moment in moments:
-            result = tiers_recalculate(as_of=moment, mode=mode, batch_size=batch_size, on_batch=progress)
+            result = tiers_recalculate(
+                as_of=moment, mode=mode, batch_size=batch_size, workers=workers, on_batch=progress
+            )
             if progress:
                 self.stdout.write("")
             changes = ", ".join(
                 f"{RULE_LABELS.get(rule, rule)} {count:,}" for rule, count in sorted(result.changes.items())
             ) or "no changes"
             if verbosity >= 1 and (len(moments) == 1 or result.changes):
-                self.stdout.write(f"As of {timezone.localtime(moment):%Y-%m-%d %H:%M:%S}: {changes}; "
+                when = "now" if moment is None else f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S}"
+                self.stdout.write(f"As of {when}: {changes}; "
                                   f"window sums refreshed for {result.refreshed:,} members.")
         self.stdout.write(f"Done in {time.perf_counter() - started:.1f} s.")
 
