@@ -187,7 +187,9 @@ def refresh_window_sums(lo: int, hi: int, as_of: datetime, policy: TierPolicy, u
     start, inclusive = window_bound(as_of, policy)
     window = "" if start is None else f"AND occurred_at {'>=' if inclusive else '>'} %s"
     upto = as_of if upto is None else upto
-    params = [lo, hi, _datetime_param(upto)] + ([] if start is None else [_datetime_param(start)]) + [lo, hi]
+    # The range again on the UPDATE's own table: PostgreSQL does not carry it through the join, and would scan
+    # every member for each batch.
+    params = [lo, hi, _datetime_param(upto)] + ([] if start is None else [_datetime_param(start)]) + [lo, hi, lo, hi]
     sql = f"""
         UPDATE members_member SET growth_value = a.growth, window_spend = a.spend, window_orders = a.orders
         FROM (
@@ -204,7 +206,7 @@ def refresh_window_sums(lo: int, hi: int, as_of: datetime, policy: TierPolicy, u
             ) g ON g.member_id = m.id
             WHERE m.id >= %s AND m.id < %s
         ) a
-        WHERE members_member.id = a.member_id
+        WHERE members_member.id = a.member_id AND members_member.id >= %s AND members_member.id < %s
           AND (members_member.growth_value <> a.growth OR members_member.window_spend <> a.spend
                OR members_member.window_orders <> a.orders)
     """
