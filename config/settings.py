@@ -230,6 +230,18 @@ LOYALTY_PROFILE_HANDLERS = [
     "tiers.services.growth_on_profile",
 ]
 
+# What the backfill after an order import does for each batch of the members it touched, in order, after their
+# purchase aggregates (members.importing.orders). Each handler receives an ImportBackfill with the members locked.
+# Set-based and idempotent by the live path's keys; none of them sends a message.
+LOYALTY_IMPORT_BACKFILL_HANDLERS = [
+    "tiers.importing.growth_backfill",
+    "points.importing.points_backfill",
+    "tiers.importing.tiers_backfill",
+]
+# Above this many rows the admin's import hands the file to the import_orders command's engine in a background task
+# (or, without a broker, tells staff to use the command) instead of holding the request.
+LOYALTY_ADMIN_IMPORT_MAX_ROWS = env.int("LOYALTY_ADMIN_IMPORT_MAX_ROWS", default=2000)
+
 # The member detail (API and member 360) is assembled from these sections, one per app above members, so the
 # members app shows tiers and points without importing them.
 LOYALTY_MEMBER_DETAIL_SECTIONS = [

@@ -118,6 +118,12 @@ class Order(models.Model):
     points_earned = models.BigIntegerField(_("points earned"), default=0)
     growth_earned = models.BigIntegerField(_("growth earned"), default=0)
     points_used = models.BigIntegerField(_("points used"), default=0, help_text=_("Points that paid part of the order."))
+    # The import that wrote this order (empty for orders the storefront posted). Not indexed: imports find their
+    # members through ImportRunMember, and an index would slow every bulk insert.
+    import_run = models.ForeignKey(
+        "ImportRun", verbose_name=_("import"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False, db_constraint=False,
+    )
     created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
 
     class Meta:
@@ -196,3 +202,82 @@ class ApiKey(AbstractAPIKey):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class ImportRun(models.Model):
+    """One import of a file (orders, members, or opening balances), from the admin or the command line: what was
+    read, what it did, who ran it. The failed rows are kept as ImportRowError, downloadable as CSV."""
+
+    class Kind(models.TextChoices):
+        ORDERS = "orders", _("orders")
+        MEMBERS = "members", _("members")
+        BALANCES = "balances", _("opening balances and tiers")
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("running")
+        BACKFILLING = "backfilling", _("backfilling")
+        COMPLETED = "completed", _("completed")
+        FAILED = "failed", _("failed")
+
+    class Source(models.TextChoices):
+        COMMAND = "command", _("command line")
+        ADMIN = "admin", _("admin")
+
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.ORDERS)
+    source = models.CharField(_("source"), max_length=20, choices=Source.choices, default=Source.COMMAND)
+    file_name = models.CharField(_("file name"), max_length=255)
+    sha256 = models.CharField(_("SHA-256"), max_length=64, db_index=True)
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.RUNNING)
+    rows_read = models.PositiveBigIntegerField(_("rows read"), default=0)
+    created = models.PositiveBigIntegerField(_("created"), default=0)
+    duplicates = models.PositiveBigIntegerField(_("duplicates"), default=0)
+    conflicts = models.PositiveBigIntegerField(_("conflicts"), default=0)
+    failed = models.PositiveBigIntegerField(_("failed"), default=0)
+    members_created = models.PositiveBigIntegerField(_("members created"), default=0)
+    backfilled_members = models.PositiveBigIntegerField(_("members backfilled"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("run by"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        verbose_name = _("import run")
+        verbose_name_plural = _("import runs")
+        ordering = ["-started_at", "-id"]
+        permissions = [("import_data", _("Can import orders, members and balances"))]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} · {self.file_name} · {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class ImportRowError(models.Model):
+    """A row an import did not write: a bad value (reason says which), or an order id seen before with other data."""
+
+    run = models.ForeignKey(ImportRun, verbose_name=_("import"), on_delete=models.CASCADE, related_name="row_errors")
+    line = models.PositiveBigIntegerField(_("line"))
+    reference = models.CharField(_("reference"), max_length=200, blank=True, help_text=_("The order or customer id."))
+    reason = models.TextField(_("reason"))
+    is_conflict = models.BooleanField(_("conflict"), default=False)
+
+    class Meta:
+        verbose_name = _("import row error")
+        verbose_name_plural = _("import row errors")
+        ordering = ["run", "line"]
+        indexes = [models.Index(fields=["run", "line"], name="import_error_run_line_idx")]
+
+    def __str__(self):
+        return f"line {self.line}: {self.reason}"
+
+
+class ImportRunMember(models.Model):
+    """The members an import's rows belong to: the scope of its backfill, and of a re-run that resumes it."""
+
+    run = models.ForeignKey(ImportRun, on_delete=models.CASCADE, related_name="+")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "member"], name="import_run_member_unique")]

@@ -184,11 +184,17 @@ def points_on_refund(event: OrderRefunded) -> None:
         )
         refund.points_returned = to_return
 
-    to_claw = event.share_of(order.points_earned)
+    own_lot = (
+        PointsTransaction.objects.filter(idempotency_key=f"order:{order.order_id}:earn").values_list("id", "amount").first()
+    )
+    # An imported order's points are recorded on its lot only (the import backfill writes no order row).
+    earned = order.points_earned or (own_lot[1] if own_lot else 0)
+    to_claw = event.share_of(earned)
     if not to_claw:
         return
-    own_lot = PointsTransaction.objects.filter(idempotency_key=f"order:{order.order_id}:earn").values_list("id", flat=True)
-    draws = _lots_draw(member=member, points=to_claw, now=now, include_pending=True, first_lot_ids=tuple(own_lot))
+    draws = _lots_draw(
+        member=member, points=to_claw, now=now, include_pending=True, first_lot_ids=(own_lot[0],) if own_lot else ()
+    )
     taken = sum(points for _lot, points in draws)
     short = to_claw - taken
     if points_policy().returns_policy == PointsPolicy.Returns.DEBT:

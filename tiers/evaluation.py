@@ -75,8 +75,8 @@ class EvaluationResult:
 
 # Rules that write a TierChange; the others (grace, set/clear expiry) only update the member.
 _REASON_SQL = f"""CASE r.rule
-    WHEN 'join' THEN '{TierChange.Reason.JOIN}'
-    WHEN 'upgrade' THEN '{TierChange.Reason.UPGRADE}'
+    WHEN 'join' THEN '{{join}}'
+    WHEN 'upgrade' THEN '{{upgrade}}'
     WHEN 'renewal' THEN '{TierChange.Reason.RENEWAL}'
     WHEN 'downgrade' THEN '{TierChange.Reason.DOWNGRADE}'
     WHEN 'ladder' THEN '{TierChange.Reason.LADDER_CHANGE}'
@@ -215,7 +215,17 @@ def refresh_window_sums(lo: int, hi: int, as_of: datetime, policy: TierPolicy, u
         return cursor.rowcount
 
 
-def _decision_sql(ladder: Ladder, policy: TierPolicy, mode: Mode, note: str) -> str:
+def _reason_sql(moves_reason: str | None) -> str:
+    if moves_reason is not None and moves_reason not in TierChange.Reason.values:
+        raise ValueError(f"unknown reason {moves_reason!r}")
+    return _REASON_SQL.format(
+        join=moves_reason or TierChange.Reason.JOIN, upgrade=moves_reason or TierChange.Reason.UPGRADE
+    )
+
+
+def _decision_sql(
+    ladder: Ladder, policy: TierPolicy, mode: Mode, note: str, scope_sql: str = "", moves_reason: str | None = None
+) -> str:
     """Step 2: the INSERT INTO tier_decision ... SELECT, in four layers: state (s), rule (r), outcome (o), final."""
     vendor = connection.vendor
     steps = _literal(policy.downgrade_steps)
@@ -280,7 +290,7 @@ def _decision_sql(ladder: Ladder, policy: TierPolicy, mode: Mode, note: str) -> 
                {new_expires}, {new_grace},
                CASE WHEN o.rule IN ('override_end', 'upgrade', 'ladder', 'join') THEN TRUE ELSE FALSE END
         FROM (
-            SELECT r.*, {_REASON_SQL} AS reason, {changed_at} AS changed_at
+            SELECT r.*, {_reason_sql(moves_reason)} AS reason, {changed_at} AS changed_at
             FROM (
                 SELECT r0.*, {new_pos} AS new_pos
                 FROM (
@@ -295,7 +305,7 @@ def _decision_sql(ladder: Ladder, policy: TierPolicy, mode: Mode, note: str) -> 
                                {ladder.position_of_tier_id("m.tier_before_override_id")} AS prev_pos,
                                m.tier_expires_before_override AS prev_exp
                         FROM members_member m
-                        WHERE m.id >= %s AND m.id < %s {fence}
+                        WHERE m.id >= %s AND m.id < %s {f"AND m.id IN ({scope_sql})" if scope_sql else ""} {fence}
                     ) s CROSS JOIN {_as_of_table()} {fence}
                 ) r0 WHERE r0.rule IS NOT NULL
             ) r
@@ -345,13 +355,19 @@ def evaluate_range(
     note: str = "",
     user_id: int | None = None,
     lock: bool = True,
+    scope_sql: str = "",
+    scope_params: tuple | list = (),
+    moves_reason: str | None = None,
 ) -> EvaluationResult:
     """Evaluate members with lo <= id < hi as of `as_of`. Call inside a transaction; `lock=False` when the caller
     already holds the member locks. Statements per call are constant: they never grow with the members in range.
 
     `as_of=None` is a live evaluation: as of the moment the locks are held, counting every event recorded so far
     (an order the storefront stamped a few minutes ahead included). With a moment, only what happened by then counts
-    (a replay of the past)."""
+    (a replay of the past).
+
+    `scope_sql` (a SELECT of member ids, with `scope_params`) narrows the decisions to those members; `moves_reason`
+    records joins and upgrades under another reason (an import's backfill: `import`)."""
     result = EvaluationResult()
     if lock:
         lock_range(lo, hi)
@@ -360,14 +376,14 @@ def evaluate_range(
         as_of = timezone.now()
         upto = as_of + ORDER_CLOCK_SKEW
     result.refreshed = refresh_window_sums(lo, hi, as_of, policy, upto)
-    decide = _decision_sql(ladder, policy, Mode(mode), note)
+    decide = _decision_sql(ladder, policy, Mode(mode), note, scope_sql, moves_reason)
     now = timezone.now()
     decided = False
     with connection.cursor() as cursor:
         for round_number in range(1, MAX_ROUNDS + 1):
             if decided:
                 cursor.execute("DELETE FROM tier_decision")
-            cursor.execute(decide, [note[:200], lo, hi, _datetime_param(as_of)])
+            cursor.execute(decide, [note[:200], lo, hi, *scope_params, _datetime_param(as_of)])
             result.rounds = round_number
             if cursor.rowcount == 0:
                 break

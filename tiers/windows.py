@@ -103,6 +103,23 @@ def shift_sql(vendor: str, moment_sql: str, months_sql: str = "0", days_sql: str
     return f"loyalty_shift({moment_sql}, {months_sql}, {days_sql})"
 
 
+def local_date_sql(vendor: str, moment_sql: str) -> str:
+    """SQL for the local calendar day (in the site's time zone) of a stored moment."""
+    if vendor == "postgresql":
+        tz = str(site_tz())
+        if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", tz):
+            raise ValueError(f"unexpected time zone name {tz!r}")
+        return f"CAST(({moment_sql}) AT TIME ZONE '{tz}' AS date)"
+    return f"loyalty_local_date({moment_sql})"
+
+
+def _sqlite_local_date(value):
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value).replace(tzinfo=dt_timezone.utc)
+    return timezone.localtime(moment, site_tz()).date().isoformat()
+
+
 def _sqlite_shift(value, months, days):
     """loyalty_shift() for SQLite, where Django stores aware datetimes as naive UTC text."""
     if value is None or months is None or days is None:
@@ -116,3 +133,4 @@ def register_sqlite_functions(sender, connection, **kwargs):
     """connection_created receiver: give SQLite the calendar function PostgreSQL has natively."""
     if connection.vendor == "sqlite":
         connection.connection.create_function("loyalty_shift", 3, _sqlite_shift, deterministic=True)
+        connection.connection.create_function("loyalty_local_date", 1, _sqlite_local_date, deterministic=True)

@@ -6,15 +6,21 @@ It detects the encoding (UTF-8, UTF-8 with BOM, GBK/GB18030), sniffs the delimit
 (English and Chinese names, `--map SRC=FIELD` for the rest) and parses dates and amounts as shops export them.
 Writing the orders (set-based, in batches) builds on this.
 """
+import codecs
 import csv
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
+
+from ..services import ORDER_CLOCK_SKEW
 
 FIELDS = (
     "order_id", "customer_id", "email", "phone", "name", "placed_at", "amount", "currency", "quantity", "category",
@@ -52,6 +58,10 @@ _STATUS_INDEX = {alias: status for status, aliases in STATUSES.items() for alias
 
 _CURRENCY_NOISE = re.compile(r"[¥￥$€£\s]|CNY|RMB|USD|EUR|元", re.IGNORECASE)
 SAMPLE_BYTES = 64 * 1024
+ID_MAX_LENGTH = 64
+AMOUNT_LIMIT = Decimal("10000000000")  # Order.amount holds 12 digits, 2 of them cents
+# Longer profile texts are cut to the column's size rather than failing the order.
+TEXT_MAX_LENGTHS = {"email": 254, "phone": 32, "name": 150, "category": 64, "channel": 32}
 
 
 class ImportFileError(ValueError):
@@ -131,25 +141,59 @@ def parse_amount(text: str) -> Decimal:
         raise ValueError(f"bad amount {text!r}")
     if amount < 0:
         raise ValueError(f"negative amount {text!r}")
+    if amount >= AMOUNT_LIMIT:
+        raise ValueError(f"amount too large {text!r}")
     return amount.quantize(Decimal("0.01"))
 
 
+# The date forms read without --date-format. PostgreSQL's import path applies the same pattern in SQL
+# (members.importing.orders), so both paths accept and refuse the same cells.
+DATE_PATTERN = (
+    r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})"
+    r"(?:[T ]+([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:[.]([0-9]{1,6}))?)? *(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"
+)
+COMPACT_DATE_PATTERN = r"^([0-9]{4})([0-9]{2})([0-9]{2})$"
+_DATE_RE = re.compile(DATE_PATTERN)
+_COMPACT_DATE_RE = re.compile(COMPACT_DATE_PATTERN)
+
+
 def parse_placed_at(text: str, date_format: str | None = None) -> datetime:
-    """ISO dates and date-times (with or without offset), YYYYMMDD, YYYY/MM/DD [HH:MM[:SS]], or `date_format`.
-    A time without an offset is in the programme's time zone; a date alone is its local midnight."""
+    """ISO dates and date-times (with or without offset; months, days and hours of one digit too), YYYY/MM/DD
+    [HH:MM[:SS]], YYYYMMDD, or `date_format` (strptime). A time without an offset is in the programme's time zone; a
+    date alone is its local midnight."""
     text = (text or "").strip()
     if not text:
         raise ValueError("missing date")
     try:
         if date_format:
             moment = datetime.strptime(text, date_format)
-        elif re.fullmatch(r"\d{8}", text):
-            moment = datetime.combine(date(int(text[:4]), int(text[4:6]), int(text[6:])), time.min)
         else:
-            moment = datetime.fromisoformat(text.replace("/", "-"))
+            moment = _match_date(text.replace("/", "-"))
     except ValueError:
         raise ValueError(f"bad date {text!r}") from None
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+def _match_date(text: str) -> datetime:
+    match = _COMPACT_DATE_RE.match(text)
+    if match:
+        return datetime(int(match[1]), int(match[2]), int(match[3]))
+    match = _DATE_RE.match(text)
+    if not match:
+        raise ValueError(text)
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    moment = datetime(
+        int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+        int((fraction or "0").ljust(6, "0")),
+    )
+    if offset:
+        if offset == "Z":
+            return moment.replace(tzinfo=dt_timezone.utc)
+        sign = -1 if offset[0] == "-" else 1
+        digits = offset[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        return moment.replace(tzinfo=dt_timezone(sign * delta))
+    return moment
 
 
 def parse_status(text: str) -> str:
@@ -161,6 +205,105 @@ def parse_status(text: str) -> str:
     return _STATUS_INDEX[key]
 
 
+@dataclass(frozen=True)
+class FileLayout:
+    """What inspecting the head of a file found: how to read the rest."""
+
+    encoding: str
+    delimiter: str
+    headers: list[str]
+    columns: dict[str, int]  # our field -> column index
+    data_offset: int  # the byte where the first data row starts
+    size: int
+
+
+def inspect_file(path: str | Path, *, encoding: str = "auto", mapping: dict[str, str] | None = None) -> FileLayout:
+    """Detect the encoding and delimiter and map the header row; raise ImportFileError when the file cannot be read."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as raw:
+        sample = raw.read(SAMPLE_BYTES).replace(b"\x00", b"")
+    if not sample.strip():
+        raise ImportFileError("The file is empty.")
+    encoding = detect_encoding(sample) if encoding == "auto" else encoding
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ImportFileError(f"Unknown encoding {encoding!r}.") from None
+    header_end = sample.find(b"\n")
+    header_bytes = sample if header_end < 0 else sample[: header_end + 1]
+    try:
+        header_text = header_bytes.decode(encoding).lstrip("\ufeff")
+    except UnicodeDecodeError:
+        raise ImportFileError(f"The file is not {encoding}; give --encoding.") from None
+    try:
+        delimiter = csv.Sniffer().sniff(header_text, delimiters=",;\t|").delimiter
+    except csv.Error:
+        delimiter = ","
+    headers = next(csv.reader([header_text.rstrip("\r\n")], delimiter=delimiter), [])
+    columns = map_headers(headers, mapping)
+    return FileLayout(encoding, delimiter, headers, columns, len(header_bytes), size)
+
+
+def read_blocks(path: str | Path, layout: FileLayout, block_bytes: int = 8 << 20) -> Iterator[tuple[int, int, bytes]]:
+    """The data rows in blocks of about `block_bytes`, each cut at a record boundary (a newline outside quotes), as
+    (first line number, end offset in the file, bytes). NUL bytes (junk some exporters write) are dropped. The
+    boundary test is safe in UTF-8 and GBK/GB18030, where neither a quote nor a newline occurs inside a character."""
+    line = 2
+    carry = b""
+    with Path(path).open("rb") as raw:
+        raw.seek(layout.data_offset)
+        while True:
+            chunk = raw.read(block_bytes)
+            data = carry + chunk
+            if not chunk:
+                if data.strip(b"\r\n\x00 "):
+                    yield line, raw.tell(), data.replace(b"\x00", b"")
+                return
+            cut = _record_boundary(data)
+            if cut < 0:
+                carry = data
+                continue
+            block, carry = data[: cut + 1], data[cut + 1 :]
+            yield line, raw.tell() - len(carry), block.replace(b"\x00", b"")
+            line += block.count(b"\n")
+
+
+def _record_boundary(data: bytes) -> int:
+    """The last newline in `data` with an even number of quotes before it (so not inside a quoted cell), or -1."""
+    quotes_before = data.count(b'"')
+    cut = len(data)
+    while True:
+        newline = data.rfind(b"\n", 0, cut)
+        if newline < 0:
+            return -1
+        quotes_before -= data.count(b'"', newline, cut)
+        if quotes_before % 2 == 0:
+            return newline
+        cut = newline
+
+
+def parse_block(
+    block: bytes, first_line: int, layout: FileLayout, date_format: str | None = None
+) -> Iterator[ImportRow]:
+    """The rows of one block, parsed in Python (SQLite, and PostgreSQL's path for blocks its COPY refuses)."""
+    text = block.decode(layout.encoding, errors="replace")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter)
+    previous = 0  # physical lines read before the current row
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield ImportRow(line=first_line + previous, errors=[f"unreadable row: {error}"])
+            previous = reader.line_num
+            continue
+        start, previous = first_line + previous, reader.line_num
+        if any(cell.strip() for cell in cells):
+            yield _parse_row(start, cells, layout.columns, date_format)
+
+
 def read_orders(
     path: str | Path,
     *,
@@ -170,43 +313,13 @@ def read_orders(
 ) -> tuple[dict[str, int], Iterator[ImportRow]]:
     """Open the file and map its headers (raising ImportFileError at once when it cannot be read), then return the
     mapping and an iterator of parsed rows, streamed."""
-    path = Path(path)
-    with path.open("rb") as raw:
-        sample = raw.read(SAMPLE_BYTES)
-    encoding = detect_encoding(sample) if encoding == "auto" else encoding
-    try:
-        text_sample = sample.decode(encoding, errors="ignore")
-    except LookupError:
-        raise ImportFileError(f"Unknown encoding {encoding!r}.") from None
-    try:
-        dialect = csv.Sniffer().sniff(text_sample.split("\n", 1)[0], delimiters=",;\t|")
-        delimiter = dialect.delimiter
-    except csv.Error:
-        delimiter = ","
-    handle = path.open(encoding=encoding, newline="", errors="strict")
-    reader = csv.reader(handle, delimiter=delimiter)
-    try:
-        headers = next(reader)
-    except StopIteration:
-        handle.close()
-        raise ImportFileError("The file is empty.") from None
-    except UnicodeDecodeError:
-        handle.close()
-        raise ImportFileError(f"The file is not {encoding}; give --encoding.") from None
-    try:
-        columns = map_headers(headers, mapping)
-    except ImportFileError:
-        handle.close()
-        raise
+    layout = inspect_file(path, encoding=encoding, mapping=mapping)
 
     def rows() -> Iterator[ImportRow]:
-        with handle:
-            for line, cells in enumerate(reader, start=2):
-                if not any(cell.strip() for cell in cells):
-                    continue
-                yield _parse_row(line, cells, columns, date_format)
+        for first_line, _end, block in read_blocks(path, layout):
+            yield from parse_block(block, first_line, layout, date_format)
 
-    return columns, rows()
+    return layout.columns, rows()
 
 
 def _parse_row(line: int, cells: list[str], columns: dict[str, int], date_format: str | None) -> ImportRow:
@@ -215,6 +328,8 @@ def _parse_row(line: int, cells: list[str], columns: dict[str, int], date_format
     for name in ("order_id", "customer_id"):
         if not raw.get(name):
             row.errors.append(f"missing {name}")
+        elif len(raw[name]) > ID_MAX_LENGTH:
+            row.errors.append(f"{name} longer than {ID_MAX_LENGTH} characters")
         row.values[name] = raw.get(name, "")
     for name, parse in (
         ("placed_at", lambda text: parse_placed_at(text, date_format)),
@@ -230,6 +345,13 @@ def _parse_row(line: int, cells: list[str], columns: dict[str, int], date_format
         row.values["quantity"] = int(quantity)
     else:
         row.errors.append(f"bad quantity {quantity!r}")
-    for name in ("email", "phone", "name", "currency", "category", "channel"):
-        row.values[name] = raw.get(name, "")
+    currency = (raw.get("currency") or settings.LOYALTY_CURRENCY).upper()
+    if currency != settings.LOYALTY_CURRENCY:
+        row.errors.append(f"currency {currency} is not {settings.LOYALTY_CURRENCY}")
+    placed_at = row.values.get("placed_at")
+    if placed_at is not None and placed_at > timezone.now() + ORDER_CLOCK_SKEW:
+        row.errors.append("placed_at is in the future")
+    row.values["currency"] = currency
+    for name in ("email", "phone", "name", "category", "channel"):
+        row.values[name] = raw.get(name, "")[: TEXT_MAX_LENGTHS[name]]
     return row
