@@ -222,7 +222,11 @@ def inspect_file(path: str | Path, *, encoding: str = "auto", mapping: dict[str,
     path = Path(path)
     size = path.stat().st_size
     with path.open("rb") as raw:
-        sample = raw.read(SAMPLE_BYTES).replace(b"\x00", b"")
+        raw_sample = raw.read(SAMPLE_BYTES)
+    # The data starts after the header's newline in the file as it is (NULs included); the header is read without them.
+    raw_header_end = raw_sample.find(b"\n")
+    data_offset = len(raw_sample) if raw_header_end < 0 else raw_header_end + 1
+    sample = raw_sample.replace(b"\x00", b"")
     if not sample.strip():
         raise ImportFileError("The file is empty.")
     encoding = detect_encoding(sample) if encoding == "auto" else encoding
@@ -242,7 +246,7 @@ def inspect_file(path: str | Path, *, encoding: str = "auto", mapping: dict[str,
         delimiter = ","
     headers = next(csv.reader([header_text.rstrip("\r\n")], delimiter=delimiter), [])
     columns = map_headers(headers, mapping)
-    return FileLayout(encoding, delimiter, headers, columns, len(header_bytes), size)
+    return FileLayout(encoding, delimiter, headers, columns, data_offset, size)
 
 
 def read_blocks(path: str | Path, layout: FileLayout, block_bytes: int = 8 << 20) -> Iterator[tuple[int, int, bytes]]:
