@@ -10,6 +10,7 @@ import environ
 from celery.schedules import crontab
 from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
+from import_export.formats import base_formats as import_export_formats
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,8 @@ INSTALLED_APPS = [
     # Unfold must come before django.contrib.admin: it replaces the admin's templates.
     "unfold",
     "unfold.contrib.filters",
+    # Unfold's skin for django-import-export: its templates must be found before import_export's own.
+    "unfold.contrib.import_export",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -42,6 +45,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "import_export",
     # Domain apps, lowest layer first: campaigns -> points -> tiers -> members.
     "members",
     "tiers",
@@ -249,6 +253,24 @@ LOYALTY_MEMBER_DETAIL_SECTIONS = [
     "points.selectors.member_detail_points_section",
 ]
 
+# --- Admin import/export (django-import-export) ------------------------------------------------------------------
+# The formats staff use: spreadsheets, and the CSV/TSV exports shops produce.
+IMPORT_EXPORT_FORMATS = [import_export_formats.CSV, import_export_formats.TSV, import_export_formats.XLSX]
+# Exports are for whoever may see the rows (members.view_member, members.view_order). Importing needs the one
+# members.import_data permission, checked by the admins themselves (members.admin.ImportPermissionMixin); the code
+# below only makes any other import_export admin closed to all but superusers (codename import_<model> exists nowhere).
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
+# A text cell opening with = + - @ (or a tab, a carriage return) can run as a formula in a spreadsheet. The resources
+# escape such cells themselves (members.resources.spreadsheet_safe: a leading apostrophe, taken off again on import).
+# The library's own switch is off on purpose: it only strips a leading "=" and turns every XLSX cell into text
+# (numbers become strings, an empty birthday the word "None").
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
+IMPORT_EXPORT_ESCAPE_ILLEGAL_CHARS_ON_EXPORT = True
+IMPORT_EXPORT_SKIP_ADMIN_LOG = False
+# Exports read the rows in chunks of this many (one query each) rather than the library's 100.
+IMPORT_EXPORT_CHUNK_SIZE = 2000
+
 # --- Admin (django-unfold) ----------------------------------------------------------------------------------------
 UNFOLD = {
     "SITE_TITLE": _("Loyalty CRM"),
@@ -270,6 +292,7 @@ UNFOLD = {
                     {"title": _("Growth events"), "icon": "show_chart", "link": reverse_lazy("admin:tiers_growthevent_changelist")},
                     {"title": _("Tier rules"), "icon": "rule", "link": reverse_lazy("admin:tiers_tierpolicy_changelist")},
                     {"title": _("Perks"), "icon": "workspace_premium", "link": reverse_lazy("admin:tiers_benefit_changelist")},
+                    {"title": _("Import runs"), "icon": "upload_file", "link": reverse_lazy("admin:members_importrun_changelist")},
                 ],
             },
             {

@@ -11,18 +11,38 @@ here go through `member_register`, the same code path as the storefront API.
 Higher apps add their history tables to the member page with `member_admin_inline` (the dependency direction
 forbids this module from importing them).
 """
-from datetime import datetime, time, timedelta
+import csv
+import hashlib
+import json
+import secrets
+import time as clock
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.core.cache import cache
-from django.utils.text import capfirst
+from django.core.files.base import ContentFile
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.text import capfirst, get_valid_filename
+from django.utils import timezone
 from django.utils.timezone import make_aware
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
+from import_export.admin import ImportExportMixin
+from import_export.formats.base_formats import XLSX
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.import_export.forms import ImportForm, SelectableFieldsExportForm
 from unfold.contrib.filters.admin import (
     AutocompleteSelectFilter,
     BooleanRadioFilter,
@@ -33,14 +53,20 @@ from unfold.contrib.filters.admin import (
     RangeNumericFilter,
     RelatedDropdownFilter,
 )
-from unfold.decorators import display
+from unfold.decorators import action, display
 from unfold.utils import parse_date_str
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget
 
 # Staff users and roles in Unfold's skin; `config` is not an app, so its admin module is imported from here.
 import config.admin  # noqa: F401
 
-from .models import ApiKey, ApiScope, Member, Order
+from . import tasks
+from .importing import ImportFileError
+from .importing.orders import ERRORS_KEPT_IN_REPORT, orders_import
+from .importing.reading import FIELDS as ORDER_IMPORT_FIELDS
+from .importing.reading import SAMPLE_BYTES, detect_encoding
+from .models import ApiKey, ApiScope, ImportRowError, ImportRun, Member, Order
+from .resources import MemberResource, OrderResource, spreadsheet_safe
 from .services import PROFILE_FIELDS, member_register, member_set_blocked
 
 HISTORY_INLINE_ROWS = 20
@@ -187,6 +213,228 @@ def member_header(member: Member) -> list[str]:
     return [member.name or member.external_id, member.external_id if member.name else ""]
 
 
+# --- Imports and exports (django-import-export, the order import engine) ---------------------------------------------
+#
+# Members: django-import-export's own two steps (a dry run shown as a preview, then the confirmed import), each row
+# written by `member_register` (members.resources.MemberResource).
+#
+# Orders: the same two steps on the same URLs (the changelist's Import button), but the work is done by the order
+# import engine behind `manage.py import_orders`, which is set-based and reports by file line, not by a resource:
+# the upload is saved under DATA_DIR/imports/pending (XLSX converted to UTF-8 CSV, CSV/TSV kept byte for byte so the
+# engine detects GBK or a BOM), the engine runs as a dry run for the preview, and the confirmation names the file by
+# a random token kept in the staff member's session, never by a path the browser sends.
+# Files above LOYALTY_ADMIN_IMPORT_MAX_ROWS rows are not imported within a request: with a Celery broker the
+# confirmation moves the file to DATA_DIR/imports and queues `members.tasks.import_orders_file`; without one, staff
+# are told to run the command on the server.
+
+IMPORT_PERMISSION = "members.import_data"
+PENDING_IMPORTS_SESSION_KEY = "members.pending_order_imports"
+PENDING_IMPORTS_KEPT = 5  # previews a staff member may have open at once
+PENDING_IMPORT_MAX_AGE = timedelta(days=1)  # an abandoned preview's file is removed after this
+
+
+def imports_dir() -> Path:
+    return Path(settings.DATA_DIR) / "imports"
+
+
+def pending_imports_dir() -> Path:
+    return imports_dir() / "pending"
+
+
+class ImportPermissionMixin:
+    """Importing (members and orders) needs members.import_data, whatever the model: one permission for staff
+    roles to grant. Exports need the model's view permission (IMPORT_EXPORT_EXPORT_PERMISSION_CODE)."""
+
+    def has_import_permission(self, request):
+        return request.user.has_perm(IMPORT_PERMISSION)
+
+    # The import runs' list, one click from the lists staff import into. A permission method, not
+    # "members.view_importrun": Unfold's system check looks dotted permissions up in the database, which breaks
+    # `migrate` on a fresh install.
+    @action(description=_("Import history"), url_path="import-history", icon="history",
+            permissions=["import_history"])
+    def import_history(self, request):
+        return HttpResponseRedirect(reverse("admin:members_importrun_changelist"))
+
+    def has_import_history_permission(self, request, obj=None):
+        return request.user.has_perm("members.view_importrun")
+
+
+def import_rows_over_limit(rows: int) -> bool:
+    return rows > settings.LOYALTY_ADMIN_IMPORT_MAX_ROWS
+
+
+def _count_text_rows(upload) -> int:
+    """Data rows of a CSV/TSV upload, by counting line ends (a quoted cell spanning lines counts twice: an upper
+    bound, which is what the size limit needs). The header is not a row."""
+    lines, last = 0, b"\n"
+    for chunk in upload.chunks():
+        lines += chunk.count(b"\n")
+        last = chunk[-1:] or last
+    upload.seek(0)
+    return max(lines + (0 if last == b"\n" else 1) - 1, 0)
+
+
+def _xlsx_cell_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # an id or a phone typed as a number, not "1001.0"
+    return str(value)
+
+
+def xlsx_rows(upload):
+    """The first sheet's rows as text cells, streamed (openpyxl read-only). Raises ImportFileError when the upload
+    is not an Excel workbook."""
+    import openpyxl  # only XLSX uploads need it
+    from openpyxl.utils.exceptions import InvalidFileException
+    from zipfile import BadZipFile
+
+    upload.seek(0)
+    try:
+        workbook = openpyxl.load_workbook(upload, read_only=True, data_only=True)
+    except (BadZipFile, InvalidFileException, KeyError, OSError) as error:
+        raise ImportFileError(_("This is not an Excel workbook (.xlsx): %(error)s") % {"error": error}) from error
+    try:
+        for row in workbook.active.iter_rows(values_only=True):
+            yield [_xlsx_cell_text(value) for value in row]
+    finally:
+        workbook.close()
+
+
+def _xlsx_to_csv(upload, path: Path) -> int:
+    """Write the workbook's first sheet as UTF-8 CSV; returns the data rows. Empty rows stay as blank lines between
+    rows, so the engine's line numbers are the sheet's row numbers; trailing empty rows are dropped."""
+    data_rows, blank_run, header_seen = 0, 0, False
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        for cells in xlsx_rows(upload):
+            if not any(cell.strip() for cell in cells):
+                blank_run += 1
+                continue
+            out.write("\n" * blank_run)
+            blank_run = 0
+            writer.writerow(cells)
+            if header_seen:
+                data_rows += 1
+            header_seen = True
+    return data_rows
+
+
+@dataclass
+class StagedImport:
+    token: str
+    path: Path
+    file_name: str
+    rows: int
+
+
+def stage_order_upload(upload, file_format) -> StagedImport:
+    """Save an uploaded order file for the engine under DATA_DIR/imports/pending: XLSX as UTF-8 CSV, CSV/TSV as
+    uploaded. Counts its rows on the way (for the size limit)."""
+    directory = pending_imports_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_uploads(directory)
+    token = secrets.token_urlsafe(24)
+    path = directory / f"{token}.csv"
+    try:
+        if isinstance(file_format, XLSX):
+            rows = _xlsx_to_csv(upload, path)
+        else:
+            rows = _count_text_rows(upload)
+            with path.open("wb") as out:
+                for chunk in upload.chunks():
+                    out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return StagedImport(token=token, path=path, file_name=Path(upload.name).name, rows=rows)
+
+
+def _remove_abandoned_uploads(directory: Path) -> None:
+    cutoff = clock.time() - PENDING_IMPORT_MAX_AGE.total_seconds()
+    for stale in directory.glob("*.csv"):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except FileNotFoundError:
+            pass  # another request removed it first
+
+
+def _remember_staged(request, staged: StagedImport) -> None:
+    pending = dict(request.session.get(PENDING_IMPORTS_SESSION_KEY, {}))
+    pending[staged.token] = {"path": str(staged.path), "file_name": staged.file_name, "rows": staged.rows}
+    for token in list(pending)[:-PENDING_IMPORTS_KEPT]:
+        Path(pending.pop(token)["path"]).unlink(missing_ok=True)
+    request.session[PENDING_IMPORTS_SESSION_KEY] = pending
+
+
+def _take_staged(request, token: str) -> StagedImport | None:
+    """The upload a preview's token names, taken out of the session (a confirmation runs once). Only a file this
+    session staged, inside the pending folder, is ever opened."""
+    pending = dict(request.session.get(PENDING_IMPORTS_SESSION_KEY, {}))
+    entry = pending.pop(token, None) if token else None
+    request.session[PENDING_IMPORTS_SESSION_KEY] = pending
+    if entry is None:
+        return None
+    path = Path(entry["path"])
+    if path.resolve().parent != pending_imports_dir().resolve() or not path.is_file():
+        return None
+    return StagedImport(token=token, path=path, file_name=entry["file_name"], rows=int(entry["rows"]))
+
+
+def too_many_rows_message(rows: int) -> str:
+    return _(
+        "This file has about %(rows)s rows, more than the %(limit)s the admin imports while you wait. "
+        "Ask whoever runs the server to import it with: manage.py import_orders <file> "
+        "(it streams any size, shows progress and can be run again safely)."
+    ) % {"rows": rows, "limit": settings.LOYALTY_ADMIN_IMPORT_MAX_ROWS}
+
+
+class MemberImportForm(ImportForm):
+    """Unfold's import form, refusing files with more members than an import in a request should take (each row is
+    one member_register call, run twice: preview and import)."""
+
+    def __init__(self, formats, resources, **kwargs):
+        super().__init__(formats, resources, **kwargs)
+        self.import_formats = formats
+
+    def clean(self):
+        cleaned = super().clean()
+        upload, chosen = cleaned.get("import_file"), cleaned.get("format")
+        if upload is None or chosen in (None, ""):
+            return cleaned
+        file_format = self.import_formats[int(chosen)]()
+        try:
+            if isinstance(file_format, XLSX):
+                rows = sum(1 for cells in xlsx_rows(upload) if any(cell.strip() for cell in cells)) - 1
+            else:
+                rows = _count_text_rows(upload)
+        except ImportFileError as error:
+            self.add_error("import_file", str(error))
+            return cleaned
+        finally:
+            upload.seek(0)
+        if import_rows_over_limit(rows):
+            self.add_error("import_file", _(
+                "This file has about %(rows)s rows; the admin imports at most %(limit)s members at a time. "
+                "Split the file and import the parts one after the other."
+            ) % {"rows": rows, "limit": settings.LOYALTY_ADMIN_IMPORT_MAX_ROWS})
+        return cleaned
+
+
+class OrderImportForm(ImportForm):
+    pass
+
+
+class OrderImportConfirmForm(forms.Form):
+    token = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+
 # --- Members --------------------------------------------------------------------------------------------------------
 
 
@@ -245,8 +493,14 @@ class MemberAdminForm(forms.ModelForm):
 
 
 @admin.register(Member)
-class MemberAdmin(ModelAdmin):
+class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
     form = MemberAdminForm
+    # Import/export (CSV, TSV, XLSX): rows are registered by member_register (members.resources.MemberResource).
+    resource_classes = [MemberResource]
+    import_form_class = MemberImportForm
+    export_form_class = SelectableFieldsExportForm
+    import_template_name = "admin/members/member/import.html"
+    actions_list = ["import_history"]
     list_display = (
         "member",
         "tier",
@@ -366,6 +620,27 @@ class MemberAdmin(ModelAdmin):
     def get_inlines(self, request, obj):
         return [] if obj is None else self.inlines
 
+    def write_to_tmp_storage(self, import_file, input_format):
+        """CSV/TSV as shops save them: UTF-8, with a BOM, or GBK/GB18030 (Excel on a Chinese Windows); stored as
+        UTF-8 for the preview and the import. A file that is none of these fails to read with the usual form error."""
+        if not input_format.is_binary():
+            data = b"".join(import_file.chunks())
+            try:
+                data = data.decode(detect_encoding(data[:SAMPLE_BYTES])).encode("utf-8")
+            except (ImportFileError, UnicodeDecodeError):
+                pass
+            import_file = ContentFile(data, name=import_file.name)
+        return super().write_to_tmp_storage(import_file, input_format)
+
+    def process_dataset(self, dataset, form, request, **kwargs):
+        """The confirmed import: the ImportRun it records (MemberResource.after_import) carries the file's SHA-256."""
+        storage = self.get_tmp_storage_class()(
+            name=form.cleaned_data["import_file_name"], read_mode="rb", **self.get_tmp_storage_class_kwargs()
+        )
+        content = storage.read()
+        kwargs["file_sha256"] = hashlib.sha256(content if isinstance(content, bytes) else content.encode()).hexdigest()
+        return super().process_dataset(dataset, form, request, **kwargs)
+
     def has_delete_permission(self, request, obj=None):
         # The ledger and order history point at the member and are never deleted; erasing a person is the privacy
         # service's anonymisation, not a delete.
@@ -395,8 +670,18 @@ class MemberAdmin(ModelAdmin):
 
 
 @admin.register(Order)
-class OrderAdmin(ReadOnlyModelAdmin):
-    """Orders are recorded by the storefront API and the importer: nothing is added, edited or deleted here."""
+class OrderAdmin(ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
+    """Orders are recorded by the storefront API and the importer: nothing is added, edited or deleted here.
+
+    Export is django-import-export's (OrderResource). Import keeps its Import button, URLs and Unfold's upload form,
+    but `import_action` (upload -> dry-run preview) and `process_import` (confirm) run the order import engine; see
+    the comment above ImportPermissionMixin."""
+
+    resource_classes = [OrderResource]
+    import_form_class = OrderImportForm
+    export_form_class = SelectableFieldsExportForm
+    import_template_name = "admin/members/order/import.html"
+    actions_list = ["import_history"]
 
     list_display = (
         "order_id",
@@ -454,6 +739,220 @@ class OrderAdmin(ReadOnlyModelAdmin):
     )
     def status_display(self, obj):
         return obj.status, obj.get_status_display()
+
+    # --- Import through the engine ---
+
+    def _import_context(self, request, form, **extra):
+        return {
+            **self.admin_site.each_context(request),
+            "title": _("Import orders"),
+            "opts": self.model._meta,
+            "form": form,
+            "media": self.media + form.media,
+            "fields_list": [(str(_("Orders")), list(ORDER_IMPORT_FIELDS))],
+            "max_rows": settings.LOYALTY_ADMIN_IMPORT_MAX_ROWS,
+            **extra,
+        }
+
+    def _render_import(self, request, form, **extra):
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, [self.import_template_name], self._import_context(request, form, **extra))
+
+    def import_action(self, request, **kwargs):
+        """Upload -> dry run of the engine -> preview (counts and the failed rows by line), or, for a file above
+        LOYALTY_ADMIN_IMPORT_MAX_ROWS, the choice the server offers (background task or the command)."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        form = self.create_import_form(request)
+        if request.method != "POST" or not form.is_valid():
+            return self._render_import(request, form)
+
+        file_format = self.get_import_formats()[int(form.cleaned_data["format"])]()
+        try:
+            staged = stage_order_upload(form.cleaned_data["import_file"], file_format)
+        except ImportFileError as error:
+            form.add_error("import_file", str(error))
+            return self._render_import(request, form)
+
+        if import_rows_over_limit(staged.rows):
+            if not settings.CELERY_BROKER_URL:
+                staged.path.unlink(missing_ok=True)
+                form.add_error("import_file", too_many_rows_message(staged.rows))
+                return self._render_import(request, form)
+            _remember_staged(request, staged)
+            return self._render_import(request, form, staged=staged, background=True,
+                                       confirm_form=OrderImportConfirmForm(initial={"token": staged.token}))
+
+        try:
+            report = orders_import(path=staged.path, file_name=staged.file_name, dry_run=True, user=request.user,
+                                   source=ImportRun.Source.ADMIN, workers=1)
+        except ImportFileError as error:
+            staged.path.unlink(missing_ok=True)
+            form.add_error("import_file", str(error))
+            return self._render_import(request, form)
+        _remember_staged(request, staged)
+        return self._render_import(
+            request, form, staged=staged, report=report, errors_capped=len(report.errors) >= ERRORS_KEPT_IN_REPORT,
+            confirm_form=OrderImportConfirmForm(initial={"token": staged.token}) if report.rows_read else None,
+        )
+
+    @method_decorator(require_POST)
+    def process_import(self, request, **kwargs):
+        """The confirmation: the previewed file, found by its token in the session, imported for real (or queued)."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        form = OrderImportConfirmForm(request.POST)
+        staged = _take_staged(request, form.cleaned_data["token"]) if form.is_valid() else None
+        if staged is None:
+            messages.error(request, _("This preview has expired or was already confirmed; upload the file again."))
+            return HttpResponseRedirect(reverse("admin:members_order_import"))
+
+        if import_rows_over_limit(staged.rows):
+            return self._queue_import(request, staged)
+        try:
+            report = orders_import(path=staged.path, file_name=staged.file_name, dry_run=False, user=request.user,
+                                   source=ImportRun.Source.ADMIN, workers=1)
+        except ImportFileError as error:
+            messages.error(request, str(error))
+            return HttpResponseRedirect(reverse("admin:members_order_import"))
+        finally:
+            staged.path.unlink(missing_ok=True)
+        messages.success(request, _(
+            "Imported %(file)s: %(created)s orders created, %(duplicates)s already there, %(conflicts)s conflicts, "
+            "%(failed)s failed; %(members)s new members."
+        ) % {"file": staged.file_name, "created": report.created, "duplicates": report.duplicates,
+             "conflicts": report.conflicts, "failed": report.failed, "members": report.members_created})
+        if request.user.has_perm("members.view_importrun"):
+            return HttpResponseRedirect(reverse("admin:members_importrun_change", args=[report.run.pk]))
+        return HttpResponseRedirect(reverse("admin:members_order_changelist"))
+
+    def _queue_import(self, request, staged: StagedImport):
+        if not settings.CELERY_BROKER_URL:
+            staged.path.unlink(missing_ok=True)
+            messages.error(request, too_many_rows_message(staged.rows))
+            return HttpResponseRedirect(reverse("admin:members_order_import"))
+        # Out of the pending folder (whose abandoned files are swept), under a name that says what it is.
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
+        target = imports_dir() / f"{stamp}-{staged.token[:8]}-{get_valid_filename(staged.file_name)[:100]}"
+        if not target.name.lower().endswith((".csv", ".tsv", ".txt")):
+            target = target.with_name(target.name + ".csv")
+        staged.path.replace(target)
+        job = {"path": str(target), "file_name": staged.file_name, "user_id": request.user.pk}
+        transaction.on_commit(lambda: tasks.import_orders_file.delay(**job))
+        messages.success(request, _(
+            "%(file)s (about %(rows)s rows) is being imported in the background. It appears in this list as it "
+            "runs; refresh to follow it."
+        ) % {"file": staged.file_name, "rows": staged.rows})
+        return HttpResponseRedirect(reverse("admin:members_importrun_changelist"))
+
+
+# --- Import runs ----------------------------------------------------------------------------------------------------
+
+
+class ImportRowErrorInline(ReadOnlyMixin, TabularInline):
+    """The rows an import did not write, by line: 50 per page here, all of them with "Download failed rows"."""
+
+    model = ImportRowError
+    fields = ("line", "reference", "reason", "is_conflict")
+    readonly_fields = fields
+    ordering = ("line", "id")
+    extra = 0
+    max_num = 0
+    can_delete = False
+    per_page = 50
+    hide_title = True  # the row's __str__ repeats its line and reason
+    verbose_name_plural = _("failed rows")
+
+
+class _Echo:
+    """A file whose write returns what it was given: csv.writer then yields lines for a streamed response."""
+
+    def write(self, value):
+        return value
+
+
+def import_failed_rows_csv(run: ImportRun):
+    """All the run's failed rows as CSV lines (UTF-8 with a BOM, so Excel reads Chinese text), streamed from the
+    database in chunks: memory stays flat however many rows failed. Cells are spreadsheet-safe."""
+    writer = csv.writer(_Echo())
+    yield "\ufeff" + writer.writerow(["line", "reference", "reason", "conflict"])
+    rows = (
+        ImportRowError.objects.filter(run=run).order_by("line", "id")
+        .values_list("line", "reference", "reason", "is_conflict")
+        .iterator(chunk_size=2000)
+    )
+    for line, reference, reason, is_conflict in rows:
+        conflict = "yes" if is_conflict else "no"
+        yield writer.writerow([line, spreadsheet_safe(reference), spreadsheet_safe(reason), conflict])
+
+
+@admin.register(ImportRun)
+class ImportRunAdmin(ReadOnlyModelAdmin):
+    """What each import read and did, who ran it, and the rows it could not write. Written only by the imports."""
+
+    list_display = (
+        "file_name",
+        "kind",
+        "status_display",
+        "rows_read",
+        "created",
+        "duplicates",
+        "conflicts",
+        "failed",
+        "members_created",
+        "created_by",
+        "started_at",
+        "finished_at",
+    )
+    list_select_related = ("created_by",)
+    list_filter = (
+        ("kind", ChoicesDropdownFilter),
+        ("status", ChoicesDropdownFilter),
+        ("source", ChoicesDropdownFilter),
+        ("started_at", DayRangeFilter),
+    )
+    list_filter_submit = True
+    search_fields = ("file_name__icontains", "sha256__startswith")
+    search_help_text = _("Part of the file name, or the start of the file's SHA-256.")
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+    list_per_page = 50
+    fieldsets = (
+        (None, {"fields": ("kind", "source", "file_name", "sha256", "status", "error")}),
+        (_("Counts"), {"fields": ("rows_read", "created", "duplicates", "conflicts", "failed", "members_created",
+                                  "backfilled_members")}),
+        (_("Options"), {"fields": ("options_display",)}),
+        (_("Run"), {"fields": ("created_by", "started_at", "finished_at")}),
+    )
+    readonly_fields = ("options_display",)
+    inlines = [ImportRowErrorInline]
+    actions_detail = ["download_failed_rows"]
+
+    @display(
+        description=_("status"),
+        ordering="status",
+        label={
+            ImportRun.Status.RUNNING: "info",
+            ImportRun.Status.BACKFILLING: "info",
+            ImportRun.Status.COMPLETED: "success",
+            ImportRun.Status.FAILED: "danger",
+        },
+    )
+    def status_display(self, obj):
+        return obj.status, obj.get_status_display()
+
+    @display(description=_("options"))
+    def options_display(self, obj):
+        shown = {key: value for key, value in (obj.options or {}).items() if value not in ("", None, {}, [])}
+        return "; ".join(f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in shown.items()) or "—"
+
+    @action(description=_("Download failed rows (CSV)"), url_path="failed-rows", icon="download",
+            permissions=["view"])
+    def download_failed_rows(self, request, object_id):
+        run = get_object_or_404(ImportRun, pk=object_id)
+        response = StreamingHttpResponse(import_failed_rows_csv(run), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="import-{run.pk}-failed-rows.csv"'
+        return response
 
 
 # --- API keys -------------------------------------------------------------------------------------------------------

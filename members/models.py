@@ -251,7 +251,7 @@ class ImportRun(models.Model):
         permissions = [("import_data", _("Can import orders, members and balances"))]
 
     def __str__(self):
-        return f"{self.get_kind_display()} · {self.file_name} · {self.started_at:%Y-%m-%d %H:%M}"
+        return f"{self.get_kind_display()} · {self.file_name} · {timezone.localtime(self.started_at):%Y-%m-%d %H:%M}"
 
 
 class ImportRowError(models.Model):

@@ -22,7 +22,7 @@ from unfold.admin import TabularInline as UnfoldTabularInline
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from members.admin import HISTORY_INLINE_ROWS
-from members.models import ApiKey, ApiScope, Member, Order
+from members.models import ApiKey, ApiScope, ImportRowError, ImportRun, Member, Order
 from points.models import PointsTransaction, Reward
 from points.services import reward_redeem
 from tiers.models import GrowthEvent, Tier, TierChange
@@ -52,6 +52,8 @@ def admin_data(member_factory, order_factory):
     reward_redeem(member=member, reward_code="mug", idempotency_key="admin-data")
     Group.objects.create(name="Marketing")
     ApiKey.objects.create_key(name="storefront", scopes=[ApiScope.READ])
+    run = ImportRun.objects.create(file_name="orders.csv", sha256="0" * 64)
+    ImportRowError.objects.create(run=run, line=2, reference="O-1", reason="bad date")
     return member
 
 
