@@ -18,7 +18,7 @@ from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import connection
 
-from members.importing.orders import ImportBackfill
+from members.importing.orders import ImportBackfill, statistics_refresh
 
 from .models import PointsPolicy, PointsTransaction
 from .selectors import points_policy
@@ -99,23 +99,49 @@ def points_backfill(backfill: ImportBackfill) -> None:
         )
         if not cursor.rowcount:
             return
+        added = cursor.rowcount
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE import_points")  # a temporary table has no statistics but these
+        # A lot whose expiry has passed goes in already spent by an EXPIRE debit of its member, with an allocation
+        # per lot: the ledger the expiry job would leave, without updating ~two thirds of a history's lots after.
+        expired = "(expires_at IS NOT NULL AND expires_at <= %s)"
         cursor.execute(
-            """INSERT INTO points_pointstransaction (member_id, kind, amount, remaining, expires_at, pending_until,
+            f"""INSERT INTO points_pointstransaction (member_id, kind, amount, remaining, expires_at, pending_until,
                    debt_delta, reference, idempotency_key, created_at, note)
-               SELECT member_id, %s, points, points, expires_at, pending_until, 0, order_id,
-                      'order:' || order_id || ':earn', placed_at, 'imported order'
+               SELECT member_id, %s, points, CASE WHEN {expired} THEN 0 ELSE points END, expires_at, pending_until,
+                      0, order_id, 'order:' || order_id || ':earn', placed_at, 'imported order'
                FROM import_points ORDER BY member_id, placed_at""",
-            [PointsTransaction.Kind.EARN],
+            [PointsTransaction.Kind.EARN, now],
         )
         cursor.execute(
-            """UPDATE members_member SET points_balance = points_balance + a.available,
+            f"""UPDATE members_member SET points_balance = points_balance + a.available,
                    points_pending = points_pending + a.pending, updated_at = %s
                FROM (SELECT member_id,
-                            SUM(CASE WHEN pending_until IS NULL THEN points ELSE 0 END) AS available,
-                            SUM(CASE WHEN pending_until IS NULL THEN 0 ELSE points END) AS pending
+                            SUM(CASE WHEN pending_until IS NULL AND NOT {expired} THEN points ELSE 0 END) AS available,
+                            SUM(CASE WHEN pending_until IS NULL OR {expired} THEN 0 ELSE points END) AS pending
                      FROM import_points GROUP BY member_id) a
                WHERE members_member.id = a.member_id""",
-            [now],
+            [now, now, now],
         )
-    # What would long have expired, expires now (the expiry job's own step, under the batch's locks).
+        key_prefix = f"expire:import-{uuid4().hex[:8]}:"
+        cursor.execute(
+            f"""INSERT INTO points_pointstransaction (member_id, kind, amount, remaining, debt_delta, reference,
+                   idempotency_key, created_at, note)
+               SELECT member_id, %s, -SUM(points), 0, 0, '', %s || CAST(member_id AS VARCHAR(20)), %s, ''
+               FROM import_points WHERE {expired} GROUP BY member_id ORDER BY member_id""",
+            [PointsTransaction.Kind.EXPIRE, key_prefix, now, now],
+        )
+        added += cursor.rowcount
+        if cursor.rowcount:
+            cursor.execute(
+                f"""INSERT INTO points_pointsallocation (transaction_id, lot_id, points)
+                    SELECT debit.id, lot.id, -lot.amount FROM import_points p
+                    JOIN points_pointstransaction lot ON lot.idempotency_key = 'order:' || p.order_id || ':earn'
+                    JOIN points_pointstransaction debit
+                      ON debit.idempotency_key = %s || CAST(p.member_id AS VARCHAR(20))
+                    WHERE {expired.replace("expires_at", "p.expires_at")}""",
+                [key_prefix, now],
+            )
+    statistics_refresh("points_pointstransaction", added)
+    # Anything else of these members whose expiry has come (lots from before the import) expires as the job would.
     _lots_expire(backfill.member_ids, now=backfill.now, run=f"import-{uuid4().hex[:8]}")

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.db import connection
 
-from members.importing.orders import ImportBackfill
+from members.importing.orders import ImportBackfill, statistics_refresh
 
 from .evaluation import Ladder, ensure_decision_table, evaluate_range
 from .models import ExcludedCategory, GrowthEvent, GrowthRule, TierChange
@@ -58,6 +58,8 @@ def growth_backfill(backfill: ImportBackfill) -> None:
                 ) c""",
             [GrowthEvent.Source.ORDER, now, *backfill.scope_params, *params],
         )
+        added = cursor.rowcount
+    statistics_refresh("tiers_growthevent", added)
 
 
 def tiers_backfill(backfill: ImportBackfill) -> None:

@@ -75,6 +75,10 @@ class _DryRunRollback(Exception):
     pass
 
 
+class _LostRace(Exception):
+    """Some orders of a block were inserted by someone else between its classification and its insert."""
+
+
 @dataclass
 class ImportProgress:
     phase: str  # "rows" or "backfill"
@@ -273,8 +277,10 @@ def _import_block(context: _Context, first_line: int, block: bytes, strict: bool
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 # Temporary tables get no statistics from autovacuum: without them the planner guesses a few rows
-                # and joins 90,000 by nested loops.
+                # and joins 90,000 by nested loops. A small sample is enough for row counts (4x faster).
+                cursor.execute("SET LOCAL default_statistics_target = 10")
                 cursor.execute("ANALYZE import_rows")
+                cursor.execute("RESET default_statistics_target")
         batch = _write_staged(context.run_id)
         if strict and (batch.failed or batch.conflicts):
             line, _reference, reason = batch.errors[0]
@@ -543,13 +549,25 @@ def _write_staged(run_id: int) -> ImportReport:
                      ORDER BY order_id
                      ON CONFLICT (order_id) DO NOTHING"""
         if vendor == "postgresql":
-            # RETURNING tells which rows this block created: a concurrent block or storefront post may win a race.
-            cursor.execute(
-                f"""WITH created AS ({insert} RETURNING order_id)
-                    UPDATE import_rows SET outcome = 'created' FROM created
-                    WHERE import_rows.order_id = created.order_id AND import_rows.outcome IS NULL""",
-                [now, run_id],
-            )
+            cursor.execute("SELECT count(*) FROM import_rows WHERE outcome IS NULL AND member_id IS NOT NULL")
+            candidates = cursor.fetchone()[0]
+            try:
+                with transaction.atomic():
+                    cursor.execute(insert, [now, run_id])
+                    if cursor.rowcount != candidates:
+                        raise _LostRace()
+                cursor.execute(
+                    "UPDATE import_rows SET outcome = 'created' WHERE outcome IS NULL AND member_id IS NOT NULL"
+                )
+            except _LostRace:
+                # A concurrent block or a storefront post inserted some of these orders first (rare): insert again
+                # with RETURNING, which tells the rows this block created (a join that costs ~8 µs a row).
+                cursor.execute(
+                    f"""WITH created AS ({insert} RETURNING order_id)
+                        UPDATE import_rows SET outcome = 'created' FROM created
+                        WHERE import_rows.order_id = created.order_id AND import_rows.outcome IS NULL""",
+                    [now, run_id],
+                )
         else:  # one writer at a time: every row still unclassified is created
             cursor.execute(insert, [now, run_id])
             cursor.execute("UPDATE import_rows SET outcome = 'created' WHERE outcome IS NULL AND member_id IS NOT NULL")
@@ -658,6 +676,10 @@ def _backfill(run_id: int, *, award_points: bool, workers: int | None, context: 
         workers = 2 if connection.vendor == "postgresql" and not connection.in_atomic_block else 1
     ids = ImportRunMember.objects.filter(run_id=run_id).order_by("member_id").values_list("member_id", flat=True)
     total = ids.count()
+    run = ImportRun.objects.get(pk=run_id)
+    statistics_refresh("members_member", run.members_created)
+    statistics_refresh("members_order", run.created)
+    statistics_refresh("members_importrunmember", total)
     now = timezone.now()
     batches = []
     after = 0
@@ -701,6 +723,21 @@ def _backfill(run_id: int, *, award_points: bool, workers: int | None, context: 
     return done
 
 
+def statistics_refresh(table: str, added_rows: int) -> None:
+    """ANALYZE `table` (PostgreSQL) when it has just grown by a fifth or more. Autovacuum's statistics lag a bulk
+    load by minutes; on a table they still call empty, the planner joins the thousands of rows a batch reads by
+    nested loops (seen: the window sums of 5,000 members took 7 s instead of 20 ms). Rows the transaction itself
+    inserted count; the lock ANALYZE takes is held to the end of the transaction, so concurrent batches meet here
+    in turn, only on the few batches that grow a table that much."""
+    if connection.vendor != "postgresql" or added_rows <= 0:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
+        known = max(cursor.fetchone()[0], 0)  # -1: never analyzed
+        if added_rows >= known / 5:
+            cursor.execute(f"ANALYZE {table}")
+
+
 def _backfill_batch(backfill: ImportBackfill) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -741,4 +778,4 @@ def member_aggregates_refresh(backfill: ImportBackfill) -> None:
 
 
 __all__ = ["FIELDS", "ImportBackfill", "ImportFileError", "ImportProgress", "ImportReport", "StrictStop",
-           "orders_import"]
+           "orders_import", "statistics_refresh"]
