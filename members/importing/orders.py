@@ -41,6 +41,7 @@ from .reading import (
     ID_MAX_LENGTH,
     STATUSES,
     TEXT_MAX_LENGTHS,
+    THOUSANDS_PATTERN,
     FileLayout,
     ImportFileError,
     inspect_file,
@@ -425,8 +426,16 @@ def _parse_sql(layout: FileLayout) -> str:
             FROM (
                 SELECT p.*, translate(p.iso_text, '0123456789', '9999999999') AS shape,
                     -- Plain numbers take the cheap path; symbols and currency words the pattern.
-                    CASE WHEN translate(p.amount_text, '0123456789,', '') IN ('', '.') THEN replace(p.amount_text, ',', '')
-                         ELSE regexp_replace(p.amount_text, '[¥￥$€£[:space:],，]|CNY|RMB|USD|EUR|元', '', 'gi')
+                    -- A comma only separates thousands ('x' marks a bad amount, e.g. the decimal comma of 12,50).
+                    CASE WHEN translate(p.amount_text, '0123456789,', '') IN ('', '.')
+                         THEN CASE WHEN position(',' IN p.amount_text) = 0 THEN p.amount_text
+                                   WHEN p.amount_text ~ '{THOUSANDS_PATTERN}' THEN replace(p.amount_text, ',', '')
+                                   ELSE 'x' END
+                         ELSE (SELECT CASE WHEN position(',' IN z.s) = 0 AND position('，' IN z.s) = 0 THEN z.s
+                                           WHEN z.s ~ '{THOUSANDS_PATTERN}' THEN translate(z.s, ',，', '')
+                                           ELSE 'x' END
+                               FROM (SELECT regexp_replace(p.amount_text, '[¥￥$€£[:space:]]|CNY|RMB|USD|EUR|元', '',
+                                                           'gi') AS s) z)
                     END AS amount_clean
                 FROM (
                     SELECT r.*,
@@ -536,52 +545,72 @@ def _write_staged(run_id: int) -> ImportReport:
         )
         _classify_existing(cursor, same, differences)
         report.members_created = _create_members(cursor, now)
-        cursor.execute(
-            """UPDATE import_rows SET member_id = m.id FROM members_member m
-               WHERE m.external_id = import_rows.customer_id AND import_rows.outcome IS NULL"""
-        )
-        insert = f"""INSERT INTO members_order (order_id, member_id, placed_at, amount, currency, quantity, category,
+        columns = """INSERT INTO members_order (order_id, member_id, placed_at, amount, currency, quantity, category,
                          channel, status, refunded_amount, points_earned, growth_earned, points_used, created_at,
-                         import_run_id)
-                     SELECT order_id, member_id, placed_at, amount, currency, quantity, category, channel, status,
-                            CASE WHEN status = 'refunded' THEN amount ELSE 0 END, 0, 0, 0, %s, %s
-                     FROM import_rows WHERE outcome IS NULL AND member_id IS NOT NULL
-                     ORDER BY order_id
-                     ON CONFLICT (order_id) DO NOTHING"""
+                         import_run_id)"""
+        # PostgreSQL, the common case: every row still unclassified has its member now and no one else inserted its
+        # order meanwhile, so one INSERT joining the members writes them all, and "unclassified" means "created"
+        # from here on (no pass over the staged rows to say so). When the count differs, the block falls back to
+        # marking rows one step at a time.
+        created_unmarked = False
         if vendor == "postgresql":
-            cursor.execute("SELECT count(*) FROM import_rows WHERE outcome IS NULL AND member_id IS NOT NULL")
+            cursor.execute("SELECT count(*) FROM import_rows WHERE outcome IS NULL")
             candidates = cursor.fetchone()[0]
             try:
                 with transaction.atomic():
-                    cursor.execute(insert, [now, run_id])
+                    cursor.execute(
+                        f"""{columns}
+                            SELECT r.order_id, m.id, r.placed_at, r.amount, r.currency, r.quantity, r.category,
+                                   r.channel, r.status, CASE WHEN r.status = 'refunded' THEN r.amount ELSE 0 END,
+                                   0, 0, 0, %s, %s
+                            FROM import_rows r JOIN members_member m ON m.external_id = r.customer_id
+                            WHERE r.outcome IS NULL
+                            ORDER BY r.order_id
+                            ON CONFLICT (order_id) DO NOTHING""",
+                        [now, run_id],
+                    )
                     if cursor.rowcount != candidates:
                         raise _LostRace()
-                cursor.execute(
-                    "UPDATE import_rows SET outcome = 'created' WHERE outcome IS NULL AND member_id IS NOT NULL"
-                )
+                created_unmarked = True
             except _LostRace:
-                # A concurrent block or a storefront post inserted some of these orders first (rare): insert again
-                # with RETURNING, which tells the rows this block created (a join that costs ~8 µs a row).
+                pass
+        if not created_unmarked:
+            cursor.execute(
+                """UPDATE import_rows SET member_id = m.id FROM members_member m
+                   WHERE m.external_id = import_rows.customer_id AND import_rows.outcome IS NULL"""
+            )
+            insert = f"""{columns}
+                         SELECT order_id, member_id, placed_at, amount, currency, quantity, category, channel, status,
+                                CASE WHEN status = 'refunded' THEN amount ELSE 0 END, 0, 0, 0, %s, %s
+                         FROM import_rows WHERE outcome IS NULL AND member_id IS NOT NULL
+                         ORDER BY order_id
+                         ON CONFLICT (order_id) DO NOTHING"""
+            if vendor == "postgresql":
+                # A concurrent block or a storefront post inserted some of these orders first (rare): RETURNING
+                # tells the rows this block created.
                 cursor.execute(
                     f"""WITH created AS ({insert} RETURNING order_id)
                         UPDATE import_rows SET outcome = 'created' FROM created
                         WHERE import_rows.order_id = created.order_id AND import_rows.outcome IS NULL""",
                     [now, run_id],
                 )
-        else:  # one writer at a time: every row still unclassified is created
-            cursor.execute(insert, [now, run_id])
-            cursor.execute("UPDATE import_rows SET outcome = 'created' WHERE outcome IS NULL AND member_id IS NOT NULL")
-        _classify_existing(cursor, same, differences)  # lost a race: now it exists
+            else:  # one writer at a time: every row still unclassified is created
+                cursor.execute(insert, [now, run_id])
+                cursor.execute(
+                    "UPDATE import_rows SET outcome = 'created' WHERE outcome IS NULL AND member_id IS NOT NULL"
+                )
+            _classify_existing(cursor, same, differences)  # lost a race: now it exists
+            cursor.execute(
+                """UPDATE import_rows SET outcome = 'failed', error = 'customer could not be created'
+                   WHERE outcome IS NULL"""
+            )
+        created = "outcome IS NULL" if created_unmarked else "outcome = 'created'"
         cursor.execute(
-            """UPDATE import_rows SET outcome = 'failed', error = 'customer could not be created'
-               WHERE outcome IS NULL"""
-        )
-        cursor.execute(
-            """INSERT INTO members_importrunmember (run_id, member_id)
-               SELECT DISTINCT %s, member_id FROM import_rows
-               WHERE member_id IS NOT NULL AND outcome IN ('created', 'duplicate')
-               ORDER BY 2
-               ON CONFLICT DO NOTHING""",
+            f"""INSERT INTO members_importrunmember (run_id, member_id)
+                SELECT DISTINCT %s, m.id FROM import_rows r JOIN members_member m ON m.external_id = r.customer_id
+                WHERE r.{created} OR r.outcome = 'duplicate'
+                ORDER BY 2
+                ON CONFLICT DO NOTHING""",
             [run_id],
         )
         cursor.execute(
@@ -591,7 +620,7 @@ def _write_staged(run_id: int) -> ImportReport:
                FROM import_rows WHERE error IS NOT NULL""",
             [run_id],
         )
-        cursor.execute("SELECT outcome, COUNT(*) FROM import_rows GROUP BY outcome")
+        cursor.execute("SELECT COALESCE(outcome, 'created'), COUNT(*) FROM import_rows GROUP BY 1")
         counts = dict(cursor.fetchall())
         report.rows_read = sum(counts.values())
         report.created = counts.get("created", 0)

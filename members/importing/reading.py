@@ -57,6 +57,8 @@ STATUSES = {
 _STATUS_INDEX = {alias: status for status, aliases in STATUSES.items() for alias in aliases}
 
 _CURRENCY_NOISE = re.compile(r"[¥￥$€£\s]|CNY|RMB|USD|EUR|元", re.IGNORECASE)
+THOUSANDS_PATTERN = r"^-?[0-9]{1,3}([,，][0-9]{3})+([.][0-9]*)?$"  # PostgreSQL's import path checks the same
+_THOUSANDS_RE = re.compile(THOUSANDS_PATTERN)
 SAMPLE_BYTES = 64 * 1024
 ID_MAX_LENGTH = 64
 AMOUNT_LIMIT = Decimal("10000000000")  # Order.amount holds 12 digits, 2 of them cents
@@ -100,17 +102,30 @@ def detect_encoding(sample: bytes) -> str:
         raise ImportFileError("The file is neither UTF-8 nor GBK/GB18030; give --encoding.") from None
 
 
-def map_headers(headers: list[str], overrides: dict[str, str] | None = None) -> dict[str, int]:
-    """Our field -> column index. `overrides` maps a source header to our field (--map SRC=FIELD) and wins."""
+def map_headers(
+    headers: list[str],
+    overrides: dict[str, str] | None = None,
+    *,
+    fields: tuple[str, ...] = FIELDS,
+    required: tuple[str, ...] = REQUIRED,
+    header_names: dict[str, list[str]] | None = None,
+) -> dict[str, int]:
+    """Our field -> column index. `overrides` maps a source header to our field (--map SRC=FIELD) and wins.
+
+    `fields`, `required` and `header_names` (field -> header aliases) default to the order file's; other imports
+    (opening balances) pass their own."""
+    header_index = _HEADER_INDEX if header_names is None else {
+        _normalise_header(alias): name for name, aliases in header_names.items() for alias in aliases
+    }
     overrides = {_normalise_header(src): target for src, target in (overrides or {}).items()}
     for target in overrides.values():
-        if target not in FIELDS:
-            raise ImportFileError(f"--map: unknown field {target!r}; fields are {', '.join(FIELDS)}.")
+        if target not in fields:
+            raise ImportFileError(f"--map: unknown field {target!r}; fields are {', '.join(fields)}.")
     mapping: dict[str, int] = {}
     candidates: dict[str, list[str]] = {}
     for index, header in enumerate(headers):
         key = _normalise_header(header)
-        target = overrides.get(key) or _HEADER_INDEX.get(key)
+        target = overrides.get(key) or header_index.get(key)
         if target is None:
             continue
         if target in mapping and key not in overrides:
@@ -123,7 +138,7 @@ def map_headers(headers: list[str], overrides: dict[str, str] | None = None) -> 
                 f"Columns {', '.join(repr(h) for h in headers_seen)} could all be {target}; choose one with "
                 f"--map '{headers_seen[0]}={target}'."
             )
-    missing = [name for name in REQUIRED if name not in mapping]
+    missing = [name for name in required if name not in mapping]
     if missing:
         raise ImportFileError(
             f"No column for {', '.join(missing)} (headers: {', '.join(headers)}); name it with --map SRC=FIELD."
@@ -132,7 +147,11 @@ def map_headers(headers: list[str], overrides: dict[str, str] | None = None) -> 
 
 
 def parse_amount(text: str) -> Decimal:
-    cleaned = _CURRENCY_NOISE.sub("", text or "").replace(",", "").replace("，", "")
+    stripped = _CURRENCY_NOISE.sub("", text or "")
+    # A comma only separates thousands: "12,50" (a decimal comma) is refused rather than read as 1250.
+    if ("," in stripped or "，" in stripped) and not _THOUSANDS_RE.match(stripped):
+        raise ValueError(f"bad amount {text!r}")
+    cleaned = stripped.replace(",", "").replace("，", "")
     try:
         amount = Decimal(cleaned)
     except InvalidOperation:
@@ -217,8 +236,17 @@ class FileLayout:
     size: int
 
 
-def inspect_file(path: str | Path, *, encoding: str = "auto", mapping: dict[str, str] | None = None) -> FileLayout:
-    """Detect the encoding and delimiter and map the header row; raise ImportFileError when the file cannot be read."""
+def inspect_file(
+    path: str | Path,
+    *,
+    encoding: str = "auto",
+    mapping: dict[str, str] | None = None,
+    fields: tuple[str, ...] = FIELDS,
+    required: tuple[str, ...] = REQUIRED,
+    header_names: dict[str, list[str]] | None = None,
+) -> FileLayout:
+    """Detect the encoding and delimiter and map the header row; raise ImportFileError when the file cannot be read.
+    `fields`, `required` and `header_names` as for `map_headers` (default: an order file)."""
     path = Path(path)
     size = path.stat().st_size
     with path.open("rb") as raw:
@@ -245,7 +273,7 @@ def inspect_file(path: str | Path, *, encoding: str = "auto", mapping: dict[str,
     except csv.Error:
         delimiter = ","
     headers = next(csv.reader([header_text.rstrip("\r\n")], delimiter=delimiter), [])
-    columns = map_headers(headers, mapping)
+    columns = map_headers(headers, mapping, fields=fields, required=required, header_names=header_names)
     return FileLayout(encoding, delimiter, headers, columns, data_offset, size)
 
 
@@ -288,9 +316,11 @@ def _record_boundary(data: bytes) -> int:
 
 
 def parse_block(
-    block: bytes, first_line: int, layout: FileLayout, date_format: str | None = None
+    block: bytes, first_line: int, layout: FileLayout, date_format: str | None = None, parse_row=None
 ) -> Iterator[ImportRow]:
-    """The rows of one block, parsed in Python (SQLite, and PostgreSQL's path for blocks its COPY refuses)."""
+    """The rows of one block, parsed in Python (SQLite, and PostgreSQL's path for blocks its COPY refuses).
+    `parse_row(line, cells, columns, date_format) -> ImportRow` reads one row (default: an order row)."""
+    parse_row = parse_row or _parse_row
     text = block.decode(layout.encoding, errors="replace")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter)
     previous = 0  # physical lines read before the current row
@@ -305,7 +335,7 @@ def parse_block(
             continue
         start, previous = first_line + previous, reader.line_num
         if any(cell.strip() for cell in cells):
-            yield _parse_row(start, cells, layout.columns, date_format)
+            yield parse_row(start, cells, layout.columns, date_format)
 
 
 def read_orders(

@@ -213,6 +213,18 @@ def test_amounts_with_yuan_signs_thousands_separators_and_the_yuan_word_import(t
     assert amounts == {"A1": Decimal("1234.50"), "A2": Decimal("88.00"), "A3": Decimal("1234.50")}
 
 
+@pytest.mark.django_db
+def test_a_decimal_comma_is_refused_rather_than_read_as_thousands(tmp_path):
+    path = write(tmp_path, HEADER + 'DC1,c-1,Ann,,2024-03-05 10:00:00,"12,50",paid\n'
+                                    'DC2,c-1,Ann,,2024-03-05 11:00:00,"¥12,50",paid\n'
+                                    'DC3,c-1,Ann,,2024-03-05 12:00:00,"1,250",paid\n')
+
+    report = run_import(path)
+
+    assert report.errors == [(2, "DC1", "bad amount '12,50'"), (3, "DC2", "bad amount '¥12,50'")]
+    assert Order.objects.get(order_id="DC3").amount == Decimal("1250.00")
+
+
 # --- Statuses ------------------------------------------------------------------------------------------------------
 
 @pytest.mark.django_db
@@ -616,3 +628,29 @@ def test_a_row_after_a_quoted_cell_with_a_line_break_keeps_its_physical_line_num
 
     assert Member.objects.get(external_id="c-1").name == "Ann\nLee"
     assert report.errors == [(4, "ML2", "bad date '2024-02-30'")]
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(not ON_POSTGRES, reason="on SQLite the block's transaction holds the only writer lock throughout")
+def test_an_order_posted_by_the_storefront_while_its_block_is_written_is_classified_not_duplicated(
+    tmp_path, monkeypatch, order_factory
+):
+    # Between the block's classification and its insert, the storefront records R2 for the same customer (the race
+    # a concurrent block or POST /orders/ can win): the block must notice, not count R2 as created.
+    path = write(tmp_path, HEADER + f"R1,c-1,Ann,,{days_ago(5)},10.00,paid\n"
+                                    f"R2,c-1,Ann,,{days_ago(4)},20.00,paid\n")
+    create_members = orders_engine._create_members
+
+    def members_then_a_storefront_order(cursor, now):
+        created = create_members(cursor, now)
+        order_factory(customer_id="c-1", order_id="R2", amount=Decimal("99.00"))
+        return created
+
+    monkeypatch.setattr(orders_engine, "_create_members", members_then_a_storefront_order)
+
+    report = run_import(path)
+
+    assert (report.created, report.conflicts) == (1, 1)
+    assert report.errors == [(3, "R2", "order R2 exists with another amount (99.00); not overwritten")]
+    assert Order.objects.get(order_id="R2").amount == Decimal("99.00")
+    assert Order.objects.get(order_id="R1").import_run == report.run

@@ -128,13 +128,14 @@ def test_a_date_format_reads_day_first_dates():
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("¥1,234.50", "1234.50"), ("1 234", "1234.00"), ("USD 12", "12.00"), ("88元", "88.00"), ("0", "0.00")],
+    [("¥1,234.50", "1234.50"), ("1 234", "1234.00"), ("USD 12", "12.00"), ("88元", "88.00"), ("0", "0.00"),
+     ("1,234,567", "1234567.00"), ("¥1，234.5", "1234.50")],
 )
 def test_amounts_with_symbols_and_separators(text, expected):
     assert parse_amount(text) == Decimal(expected)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "NaN", "-1", "1e400x"])
+@pytest.mark.parametrize("text", ["", "abc", "NaN", "-1", "1e400x", "12,50", "1,2345", ",100"])
 def test_bad_amounts_are_refused(text):
     with pytest.raises(ValueError):
         parse_amount(text)
