@@ -25,16 +25,28 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name="order",
-            name="member",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="orders",
-                to="members.member",
-                verbose_name="member",
-            ),
+        # State: the field loses db_index. Database: only the index goes (an AlterField would rebuild the table on
+        # SQLite, and with it drop the triggers that guard it).
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="order",
+                    name="member",
+                    field=models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="orders",
+                        to="members.member",
+                        verbose_name="member",
+                    ),
+                ),
+            ],
+            database_operations=[
+                migrations.RunSQL(
+                    "DROP INDEX IF EXISTS members_order_member_id_48ff4e00",
+                    "CREATE INDEX IF NOT EXISTS members_order_member_id_48ff4e00 ON members_order (member_id)",
+                ),
+            ],
         ),
         migrations.RunPython(like_index_drop, like_index_create),
     ]
