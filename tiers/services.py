@@ -268,6 +268,36 @@ def tier_override(*, member: Member, tier: Tier, reason: str, until: datetime | 
         return change
 
 
+def tier_import(
+    *, member: Member, tier: Tier, until: datetime | None, reference: str, note: str, now: datetime | None = None,
+    user=None,
+) -> TierChange:
+    """Put a (locked) member on `tier` as another loyalty system had them, with a TierChange of reason `import`.
+
+    The validity is `until`, or the tier's normal one from now (as an upgrade starts it); a tier without validity
+    never expires. Any grace period ends: the member holds the tier outright. Sends nothing: an import is not news."""
+    now = now or timezone.now()
+    if tier.validity_months is None:
+        until = None
+    elif until is None:
+        until = shift(now, months=tier.validity_months)
+    change = TierChange.objects.create(
+        member=member,
+        from_tier_id=member.tier_id,
+        to_tier=tier,
+        reason=TierChange.Reason.IMPORT,
+        reference=reference,
+        note=note,
+        created_at=now,
+        created_by=user,
+    )
+    member.tier = tier
+    member.tier_expires_at = until
+    member.tier_grace_until = None
+    member.save(update_fields=["tier", "tier_expires_at", "tier_grace_until", "updated_at"])
+    return change
+
+
 def tier_override_end(*, member: Member, user=None) -> EvaluationResult | None:
     """End a staff override now: normal rules resume at once (the member goes to the tier they qualify for)."""
     with transaction.atomic():
