@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test install install-dev migrate worker check clean
+.PHONY: run test install install-dev migrate worker beat check clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' 
@@ -40,10 +40,16 @@ test: $(VENV)/.installed-dev
 migrate: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input
 
-# Celery worker with the beat scheduler embedded; needs CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0).
+# Celery worker with the beat scheduler embedded (development); needs CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0).
+# Production runs them apart: any number of `celery -A config worker`, one `celery -A config beat` (README).
 worker: $(VENV)/.installed
 	@test -n "$$CELERY_BROKER_URL" || { echo "Set CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0"; exit 2; }
 	$(VENV)/bin/celery -A config worker --beat --loglevel INFO
+
+# Beat alone: sends the schedules stored in the database. A second one stands by (Redis lock, config/beat.py).
+beat: $(VENV)/.installed
+	@test -n "$$CELERY_BROKER_URL" || { echo "Set CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0"; exit 2; }
+	$(VENV)/bin/celery -A config beat --loglevel INFO
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache

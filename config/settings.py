@@ -7,10 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import environ
-from celery.schedules import crontab
+from django.db.utils import InterfaceError as DatabaseInterfaceError
+from django.db.utils import OperationalError as DatabaseOperationalError
 from django.urls import reverse_lazy
 from django.utils.translation import gettext_lazy as _
 from import_export.formats import base_formats as import_export_formats
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -46,6 +49,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "import_export",
+    # Schedules in the database, edited in the admin (Jobs); beat reads them (CELERY_BEAT_SCHEDULER below).
+    "django_celery_beat",
     # Domain apps, lowest layer first: campaigns -> points -> tiers -> members.
     "members",
     "tiers",
@@ -160,19 +165,60 @@ LOGGING = {
 }
 
 # --- Celery -------------------------------------------------------------------------------------------------------
+# Scheduled jobs (members.jobs): every run is a JobRun, unique per job and period, committed batch by batch and
+# resumable, so the settings below may deliver a task more than once without anything being done twice.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 # No broker configured: run every task in process, so the local demo needs no services.
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = TIME_ZONE
-# Every spend also settles its own member first, so these jobs keep balances and reports current rather than
-# guard correctness; both are idempotent and safe to overlap.
-CELERY_BEAT_SCHEDULE = {
-    "expire-points": {"task": "points.expire_points", "schedule": 60 * 60},
-    "release-pending-points": {"task": "points.release_pending_points", "schedule": 60 * 60},
-    # Nightly: growth ages out of the window, validity periods end, grace periods and overrides run out.
-    "recalculate-tiers": {"task": "tiers.recalculate_tiers", "schedule": crontab(hour=2, minute=0)},
+# Results are optional: jobs report through JobRun. Set it to read task results (e.g. the admin's re-evaluation).
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default="") or None
+# Acknowledge a message when its task has finished, not when it starts: a worker that dies mid-job leaves the
+# message to be delivered again, and the JobRun claim turns that redelivery into a resume, not a repeat.
+CELERY_TASK_ACKS_LATE = True
+# A worker child killed mid-task (OOM, hard time limit) requeues its task at once instead of marking it failed.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Each worker process reserves only the task it runs: a long job never sits on messages other workers could take.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task that hangs (a lock wait, a stuck connection) is stopped: soft limit first (the job records "failed" and
+# is resumed by the next firing), then the hard limit kills it. Scheduled jobs have tighter limits
+# (members.jobs.JobTask); these bound everything else (an order file imported in the background).
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=2 * 60 * 60 - 5 * 60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=2 * 60 * 60)
+# Redis redelivers a message not acknowledged within this time. It must exceed the longest time limit (or a running
+# task would be handed to a second worker) and every countdown or ETA a task is sent with (retries wait at most
+# 10 minutes); tests/jobs checks both.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3 * 60 * 60)}
+# Transient errors (a dropped database connection, a deadlock victim, SQLite busy, the broker restarting) retry
+# with exponential backoff and jitter, at most 5 times and 10 minutes apart; a retried job resumes where it stopped.
+CELERY_TASK_ANNOTATIONS = {
+    "*": {
+        "autoretry_for": (
+            DatabaseOperationalError, DatabaseInterfaceError, KombuOperationalError, RedisConnectionError,
+            ConnectionError,
+        ),
+        "retry_backoff": 5,
+        "retry_backoff_max": 10 * 60,
+        "retry_jitter": True,
+        "max_retries": 5,
+    }
 }
+# A worker that loses the broker stops its late-acknowledged tasks: they are redelivered anyway, and the JobRun lease
+# lets the redelivery take over (also silences Celery 5's warning about the coming default).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Schedules live in the database (django-celery-beat, edited in the admin under Jobs), in the programme's time
+# zone. The scheduler holds a Redis lock while it runs, so a second beat started by mistake sends nothing
+# (config.beat; README, "Running in production").
+CELERY_BEAT_SCHEDULER = "config.beat:SingleBeatScheduler"
+CELERY_BEAT_LOCK_URL = env("CELERY_BEAT_LOCK_URL", default="") or REDIS_URL or CELERY_BROKER_URL
+# The lock expires this long after the beat holding it stops refreshing it (it refreshes every few seconds); then a
+# standby beat takes over.
+CELERY_BEAT_LOCK_TTL = env.int("CELERY_BEAT_LOCK_TTL", default=60)
+# Record each sending in the database at once, so a standby beat that takes over does not send it again.
+CELERY_BEAT_SYNC_EVERY = 1
+DJANGO_CELERY_BEAT_TZ_AWARE = True
 
 # --- API ----------------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -253,6 +299,7 @@ LOYALTY_MEMBER_DETAIL_SECTIONS = [
     "points.selectors.member_detail_points_section",
 ]
 
+
 # --- Admin import/export (django-import-export) ------------------------------------------------------------------
 # The formats staff use: spreadsheets, and the CSV/TSV exports shops produce.
 IMPORT_EXPORT_FORMATS = [import_export_formats.CSV, import_export_formats.TSV, import_export_formats.XLSX]
@@ -314,6 +361,22 @@ UNFOLD = {
                         "title": _("Points policy"),
                         "icon": "tune",
                         "link": reverse_lazy("admin:points_pointspolicy_changelist"),
+                    },
+                ],
+            },
+            {
+                "title": _("Jobs"),
+                "items": [
+                    {"title": _("Job runs"), "icon": "history", "link": reverse_lazy("admin:members_jobrun_changelist")},
+                    {
+                        "title": _("Schedules"),
+                        "icon": "schedule",
+                        "link": reverse_lazy("admin:django_celery_beat_periodictask_changelist"),
+                    },
+                    {
+                        "title": _("Crontabs"),
+                        "icon": "calendar_month",
+                        "link": reverse_lazy("admin:django_celery_beat_crontabschedule_changelist"),
                     },
                 ],
             },

@@ -33,6 +33,7 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.utils.html import format_html
 from django.utils.text import capfirst, get_valid_filename
 from django.utils import timezone
 from django.utils.timezone import make_aware
@@ -55,7 +56,14 @@ from unfold.contrib.filters.admin import (
 )
 from unfold.decorators import action, display
 from unfold.utils import parse_date_str
-from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget
+from unfold.widgets import (
+    UnfoldAdminCheckboxSelectMultipleWidget,
+    UnfoldAdminSelectWidget,
+    UnfoldAdminTextInputWidget,
+    UnfoldBooleanSwitchWidget,
+)
+from django_celery_beat import admin as beat_admin
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 # Staff users and roles in Unfold's skin; `config` is not an app, so its admin module is imported from here.
 import config.admin  # noqa: F401
@@ -65,7 +73,8 @@ from .importing import ImportFileError
 from .importing.orders import ERRORS_KEPT_IN_REPORT, orders_import
 from .importing.reading import FIELDS as ORDER_IMPORT_FIELDS
 from .importing.reading import SAMPLE_BYTES, detect_encoding
-from .models import ApiKey, ApiScope, ImportRowError, ImportRun, Member, Order
+from .jobs import LEASE, job_enqueue, job_tasks, next_run_of
+from .models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order
 from .resources import MemberResource, OrderResource, spreadsheet_safe
 from .services import PROFILE_FIELDS, member_register, member_set_blocked
 
@@ -427,12 +436,20 @@ class MemberImportForm(ImportForm):
         return cleaned
 
 
+AWARD_POINTS_HELP = _(
+    "Credit points for these orders, dated at each order and expiring by the points policy (points long expired end "
+    "as expired). Leave it off when the balances of the previous system are imported as opening balances."
+)
+
+
 class OrderImportForm(ImportForm):
-    pass
+    award_points = forms.BooleanField(label=_("Award points"), required=False, help_text=AWARD_POINTS_HELP,
+                                      widget=UnfoldBooleanSwitchWidget)
 
 
 class OrderImportConfirmForm(forms.Form):
     token = forms.CharField(widget=forms.HiddenInput, max_length=64)
+    award_points = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
 
 # --- Members --------------------------------------------------------------------------------------------------------
@@ -781,7 +798,10 @@ class OrderAdmin(ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
                 return self._render_import(request, form)
             _remember_staged(request, staged)
             return self._render_import(request, form, staged=staged, background=True,
-                                       confirm_form=OrderImportConfirmForm(initial={"token": staged.token}))
+                                       award_points=form.cleaned_data.get("award_points", False),
+                                       confirm_form=OrderImportConfirmForm(initial={
+                                           "token": staged.token,
+                                           "award_points": form.cleaned_data.get("award_points", False)}))
 
         try:
             report = orders_import(path=staged.path, file_name=staged.file_name, dry_run=True, user=request.user,
@@ -793,7 +813,10 @@ class OrderAdmin(ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
         _remember_staged(request, staged)
         return self._render_import(
             request, form, staged=staged, report=report, errors_capped=len(report.errors) >= ERRORS_KEPT_IN_REPORT,
-            confirm_form=OrderImportConfirmForm(initial={"token": staged.token}) if report.rows_read else None,
+            award_points=form.cleaned_data.get("award_points", False),
+            confirm_form=OrderImportConfirmForm(initial={
+                "token": staged.token, "award_points": form.cleaned_data.get("award_points", False),
+            }) if report.rows_read else None,
         )
 
     @method_decorator(require_POST)
@@ -807,11 +830,12 @@ class OrderAdmin(ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
             messages.error(request, _("This preview has expired or was already confirmed; upload the file again."))
             return HttpResponseRedirect(reverse("admin:members_order_import"))
 
+        award_points = form.cleaned_data["award_points"]
         if import_rows_over_limit(staged.rows):
-            return self._queue_import(request, staged)
+            return self._queue_import(request, staged, award_points=award_points)
         try:
             report = orders_import(path=staged.path, file_name=staged.file_name, dry_run=False, user=request.user,
-                                   source=ImportRun.Source.ADMIN, workers=1)
+                                   source=ImportRun.Source.ADMIN, workers=1, award_points=award_points)
         except ImportFileError as error:
             messages.error(request, str(error))
             return HttpResponseRedirect(reverse("admin:members_order_import"))
@@ -826,7 +850,7 @@ class OrderAdmin(ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
             return HttpResponseRedirect(reverse("admin:members_importrun_change", args=[report.run.pk]))
         return HttpResponseRedirect(reverse("admin:members_order_changelist"))
 
-    def _queue_import(self, request, staged: StagedImport):
+    def _queue_import(self, request, staged: StagedImport, award_points: bool = False):
         if not settings.CELERY_BROKER_URL:
             staged.path.unlink(missing_ok=True)
             messages.error(request, too_many_rows_message(staged.rows))
@@ -837,7 +861,8 @@ class OrderAdmin(ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
         if not target.name.lower().endswith((".csv", ".tsv", ".txt")):
             target = target.with_name(target.name + ".csv")
         staged.path.replace(target)
-        job = {"path": str(target), "file_name": staged.file_name, "user_id": request.user.pk}
+        job = {"path": str(target), "file_name": staged.file_name, "user_id": request.user.pk,
+               "award_points": award_points}
         transaction.on_commit(lambda: tasks.import_orders_file.delay(**job))
         messages.success(request, _(
             "%(file)s (about %(rows)s rows) is being imported in the background. It appears in this list as it "
@@ -1025,3 +1050,194 @@ class ApiKeyAdmin(APIKeyModelAdmin, ModelAdmin):
             _("The API key for “%(name)s” is: %(key)s — store it somewhere safe now: it will not be shown again.")
             % {"name": obj.name, "key": key},
         )
+
+
+# --- Jobs: runs and schedules -------------------------------------------------------------------------------------
+
+
+class RunJobsPermissionMixin:
+    def has_run_jobs_permission(self, request, obj=None):
+        return request.user.has_perm("members.run_jobs")
+
+
+class JobNameFilter(DropdownFilter):
+    title = _("job")
+    parameter_name = "job"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in sorted(job_tasks())]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(job=self.value()) if self.value() else queryset
+
+
+@admin.register(JobRun)
+class JobRunAdmin(RunJobsPermissionMixin, ReadOnlyModelAdmin):
+    """Every run of a scheduled job: what it did, how long it took, what failed. Written only by members.jobs; a
+    failed run (or one whose worker died) can be resumed from here by staff who may run jobs."""
+
+    list_display = (
+        "job",
+        "period",
+        "status_display",
+        "started_at",
+        "finished_at",
+        "duration",
+        "attempts",
+        "counts_display",
+        "triggered_by",
+    )
+    list_select_related = ("triggered_by",)
+    list_filter = (("status", ChoicesDropdownFilter), JobNameFilter, ("started_at", DayRangeFilter))
+    list_filter_submit = True
+    search_fields = ("job", "period")
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+    list_per_page = 50
+    fieldsets = (
+        (None, {"fields": ("job", "period", "status", "triggered_by", "attempts")}),
+        (_("Progress"), {"fields": ("started_at", "heartbeat_at", "finished_at", "cursor", "counts_display")}),
+        (_("Error"), {"fields": ("error_display",)}),
+        (_("Parameters"), {"fields": ("params",)}),
+    )
+    readonly_fields = ("counts_display", "error_display")
+    actions = ["resume_runs"]
+
+    @display(
+        description=_("status"),
+        ordering="status",
+        label={JobRun.Status.RUNNING: "info", JobRun.Status.COMPLETED: "success", JobRun.Status.FAILED: "danger"},
+    )
+    def status_display(self, obj):
+        return obj.status, obj.get_status_display()
+
+    @display(description=_("duration"))
+    def duration(self, obj):
+        if obj.finished_at is None:
+            return "—"
+        return str(timedelta(seconds=round((obj.finished_at - obj.started_at).total_seconds())))
+
+    @display(description=_("counts"))
+    def counts_display(self, obj):
+        return ", ".join(f"{key} {value:,}" for key, value in (obj.counts or {}).items()) or "—"
+
+    @display(description=_("error"))
+    def error_display(self, obj):
+        return format_html('<pre class="text-xs whitespace-pre-wrap">{}</pre>', obj.error) if obj.error else "—"
+
+    @admin.action(description=_("Resume selected failed or stalled runs"), permissions=["run_jobs"])
+    def resume_runs(self, request, queryset):
+        """Send the job again for the run's own period: it takes the run over and goes on from its cursor. A run
+        that completed, or whose worker is still alive (heartbeat within the lease), is left alone."""
+        tasks = job_tasks()
+        stale_before = timezone.now() - LEASE
+        resumable = [
+            run for run in queryset
+            if run.job in tasks and (
+                run.status == JobRun.Status.FAILED
+                or (run.status == JobRun.Status.RUNNING and run.heartbeat_at < stale_before)
+            )
+        ]
+        for run in resumable:
+            job_enqueue(task_name=run.job, user=request.user, period=run.period)
+        skipped = len(queryset) - len(resumable)
+        self.message_user(
+            request,
+            _("%(sent)s run(s) sent to resume; %(skipped)s left alone (completed, or still running).")
+            % {"sent": len(resumable), "skipped": skipped},
+            messages.SUCCESS if resumable else messages.WARNING,
+        )
+
+
+# django-celery-beat's schedules in Unfold's skin (Unfold's integration guide: unregister the library's admins,
+# register them again on Unfold's ModelAdmin). Solar schedules (sunrise, sunset...) mean nothing to a loyalty
+# programme and stay out of the admin.
+for beat_model in (PeriodicTask, IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
+    if admin.site.is_registered(beat_model):
+        admin.site.unregister(beat_model)
+
+
+class UnfoldTaskSelectWidget(UnfoldAdminSelectWidget, beat_admin.TaskSelectWidget):
+    pass
+
+
+class UnfoldPeriodicTaskForm(beat_admin.PeriodicTaskForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["task"].widget = UnfoldAdminTextInputWidget()
+        self.fields["regtask"].widget = UnfoldTaskSelectWidget()
+
+
+class PeriodicTaskInline(TabularInline):
+    model = PeriodicTask
+    fields = ("name", "task", "enabled")
+    readonly_fields = fields
+    can_delete = False
+    extra = 0
+    max_num = 0
+    show_change_link = True
+    verbose_name = _("periodic task using this schedule")
+    verbose_name_plural = _("periodic tasks using this schedule")
+
+
+@admin.register(PeriodicTask)
+class PeriodicTaskAdmin(RunJobsPermissionMixin, beat_admin.PeriodicTaskAdmin, ModelAdmin):
+    """The schedules beat reads (Jobs › Schedules). "Run now" sends a job at once, as a run of its own."""
+
+    form = UnfoldPeriodicTaskForm
+    list_display = ("name", "task", "enabled", "schedule_display", "next_run", "last_run_at")
+    list_filter = ("enabled", "task")
+    actions = ("run_now", "enable_tasks", "disable_tasks", "toggle_tasks")
+    date_hierarchy = None
+
+    @display(description=_("schedule"))
+    def schedule_display(self, obj):
+        return obj.crontab.human_readable if obj.crontab_id else str(obj.interval or obj.clocked or obj.solar or "—")
+
+    @display(description=_("next run"))
+    def next_run(self, obj):
+        moment = next_run_of(obj)
+        return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "—"
+
+    def crontab_translation(self, obj):
+        return obj.crontab.human_readable if obj.crontab_id else "—"
+
+    @admin.action(description=_("Run now"), permissions=["run_jobs"])
+    def run_now(self, request, queryset):
+        """Send the selected jobs now, each as a run of its own ("manual" and the minute), recorded as a JobRun with
+        who started it. Safe beside the scheduled run: the jobs' own keys never pay twice."""
+        tasks = job_tasks()
+        sent, unknown = [], []
+        for periodic_task in queryset:
+            if periodic_task.task in tasks:
+                job_enqueue(task_name=periodic_task.task, user=request.user)
+                sent.append(periodic_task.name)
+            else:
+                unknown.append(periodic_task.name)
+        if sent:
+            self.message_user(
+                request,
+                _("Sent: %(names)s. Follow them in Job runs.") % {"names": ", ".join(sent)},
+                messages.SUCCESS,
+            )
+        if unknown:
+            self.message_user(
+                request,
+                _("Not a job this programme knows, not sent: %(names)s.") % {"names": ", ".join(unknown)},
+                messages.WARNING,
+            )
+
+
+@admin.register(CrontabSchedule)
+class CrontabScheduleAdmin(beat_admin.CrontabScheduleAdmin, ModelAdmin):
+    inlines = [PeriodicTaskInline]
+
+
+@admin.register(IntervalSchedule)
+class IntervalScheduleAdmin(ModelAdmin):
+    inlines = [PeriodicTaskInline]
+
+
+@admin.register(ClockedSchedule)
+class ClockedScheduleAdmin(beat_admin.ClockedScheduleAdmin, ModelAdmin):
+    inlines = [PeriodicTaskInline]

@@ -285,3 +285,46 @@ class ImportRunMember(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "member"], name="import_run_member_unique")]
+
+
+class JobRun(models.Model):
+    """One run of a scheduled job for one period (a day, an hour): the record staff read the next morning, and the
+    guard that makes a second firing of the same job for the same period (two beats, a retry, a redelivery after a
+    worker died) do nothing twice. members.jobs claims, heartbeats, resumes and closes it."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("running")
+        COMPLETED = "completed", _("completed")
+        FAILED = "failed", _("failed")
+
+    job = models.CharField(_("job"), max_length=100, help_text=_("The task's name, e.g. tiers.recalculate_tiers."))
+    period = models.CharField(
+        _("period"), max_length=40, help_text=_("What the run covers: a local date, an hour, or a manual run's minute.")
+    )
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    # The lease: the holder refreshes it after every batch; a running run whose heartbeat is older than the lease
+    # (its worker died) may be taken over by a later firing, which resumes from `cursor`.
+    heartbeat_at = models.DateTimeField(_("last heartbeat"), default=timezone.now)
+    holder = models.CharField(_("held by"), max_length=64, blank=True, help_text=_("The claim's token."))
+    attempts = models.PositiveIntegerField(_("attempts"), default=1)
+    cursor = models.BigIntegerField(_("done up to member id"), default=0)
+    counts = models.JSONField(_("counts"), default=dict, blank=True)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("run by"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", help_text=_("Empty for a scheduled run."),
+    )
+
+    class Meta:
+        verbose_name = _("job run")
+        verbose_name_plural = _("job runs")
+        ordering = ["-started_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["job", "period"], name="job_run_once_per_period")]
+        indexes = [models.Index(fields=["job", "-started_at"], name="job_run_job_started_idx")]
+        permissions = [("run_jobs", _("Can run scheduled jobs now"))]
+
+    def __str__(self):
+        return f"{self.job} · {self.period} · {self.get_status_display()}"

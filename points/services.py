@@ -451,33 +451,44 @@ class LotsJobResult:
     points: int = 0
 
 
-def points_expire_due(*, now: datetime | None = None, batch_members: int = 500) -> LotsJobResult:
+def points_expire_due(
+    *, now: datetime | None = None, batch_members: int = 500, after: int = 0, on_batch=None
+) -> LotsJobResult:
     """Turn what remains of every lot whose expiry has come into EXPIRE debits (one per member and run, traced to
     each lot). Batched by member id, five set-based statements a batch and no Python object per lot, so time grows
     linearly and memory stays flat however many lots there are. Running it twice, or twice at once, changes nothing
-    more: each batch works under its members' locks, and an expired lot has nothing left."""
+    more: each batch works under its members' locks, and an expired lot has nothing left.
+
+    `after` skips members with an id up to it (a resumed job); `on_batch(last_member_id, batch_result)` is called
+    inside each batch's transaction, so what it records (a job's cursor) commits together with the batch."""
     now = now or timezone.now()
     run = uuid4().hex[:12]
     return _lots_job(
         due=Q(remaining__gt=0, expires_at__lte=now),
         apply=lambda member_ids: _lots_expire(member_ids, now=now, run=run),
         batch_members=batch_members,
+        after=after,
+        on_batch=on_batch,
     )
 
 
-def points_release_due(*, now: datetime | None = None, batch_members: int = 500) -> LotsJobResult:
-    """Release pending lots whose return window has passed: their points become available."""
+def points_release_due(
+    *, now: datetime | None = None, batch_members: int = 500, after: int = 0, on_batch=None
+) -> LotsJobResult:
+    """Release pending lots whose return window has passed: their points become available. `after` and `on_batch`
+    as for points_expire_due."""
     now = now or timezone.now()
     return _lots_job(
         due=Q(pending_until__lte=now),
         apply=lambda member_ids: _lots_release(member_ids, now=now),
         batch_members=batch_members,
+        after=after,
+        on_batch=on_batch,
     )
 
 
-def _lots_job(*, due: Q, apply, batch_members: int) -> LotsJobResult:
+def _lots_job(*, due: Q, apply, batch_members: int, after: int = 0, on_batch=None) -> LotsJobResult:
     result = LotsJobResult()
-    after = 0
     while True:
         with transaction.atomic():
             member_ids = list(
@@ -495,6 +506,8 @@ def _lots_job(*, due: Q, apply, batch_members: int) -> LotsJobResult:
             result.lots += batch.lots
             result.points += batch.points
             after = member_ids[-1]
+            if on_batch is not None:
+                on_batch(after, batch)
 
 
 def _member_settle(member: Member, now: datetime) -> None:

@@ -8,6 +8,7 @@ history written by services: they are shown, never added, edited or deleted here
 """
 import datetime as dt
 
+from celery.result import EagerResult
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Q, Subquery
@@ -195,7 +196,8 @@ class TierAdmin(ModelAdmin):
         changelist = reverse("admin:tiers_tier_changelist")
         if request.method == "POST":
             outcome = reevaluate_tiers.delay(mode=mode, user_id=request.user.pk)
-            if outcome.ready():
+            # Only an eager run (no broker) has its result here; a queued task's result may have no backend to ask.
+            if isinstance(outcome, EagerResult):
                 changes = outcome.get()["changes"]
                 summary = ", ".join(
                     f"{RULE_LABELS.get(rule, rule)} {count:,}" for rule, count in sorted(changes.items())

@@ -315,6 +315,10 @@ class RecalculationProgress:
     done_members: int
     total_members: int
     result: EvaluationResult
+    # What the batch just finished did, and the member id below which every batch is done (batches on two
+    # connections finish out of order): a job resumed after a crash starts there (`after=done_below - 1`).
+    batch: EvaluationResult | None = None
+    done_below: int = 0
 
 
 def tiers_recalculate(
@@ -326,18 +330,20 @@ def tiers_recalculate(
     user=None,
     note: str = "",
     on_batch=None,
+    after: int = 0,
 ) -> EvaluationResult:
     """Apply the tier rules to every member as of `as_of` (default: live, each batch as of the moment it holds its
     locks, counting every event recorded), in batches of member ids, each batch one transaction that locks its
     members. Idempotent for a given `as_of`: a second run changes nothing. Run for past
-    dates in order, it replays history (after an import). `on_batch(RecalculationProgress)` reports progress.
+    dates in order, it replays history (after an import). `on_batch(RecalculationProgress)` reports progress after
+    each committed batch; `after` skips members with an id up to it (a job resuming where it stopped).
 
     `workers` batches run at once, each on its own connection (default: 2 on PostgreSQL, whose batches are
     independent row ranges; 1 on SQLite, which has one writer, and inside a caller's transaction, whose uncommitted
     rows other connections cannot see)."""
     policy = tier_policy()
     ladder = Ladder(tier_ladder())
-    bounds = Member.objects.aggregate(lo=Min("id"), hi=Max("id"))
+    bounds = Member.objects.filter(id__gt=after).aggregate(lo=Min("id"), hi=Max("id"))
     result = EvaluationResult()
     if bounds["lo"] is None:
         return result
@@ -360,22 +366,32 @@ def tiers_recalculate(
         finally:
             connection.close()  # this worker thread's connection
 
-    def done(batch: EvaluationResult, finished: int) -> None:
+    pending_los = [lo for lo, _hi in ranges]  # in order: the first one not yet done bounds the resumable prefix
+    his = dict(ranges)
+
+    def done(batch: EvaluationResult, finished: int, lo: int) -> None:
         result.add(batch)
+        pending_los.remove(lo)
+        done_below = pending_los[0] if pending_los else bounds["hi"] + 1
         if on_batch is not None:
-            on_batch(RecalculationProgress(done_members=finished, total_members=total, result=result))
+            on_batch(
+                RecalculationProgress(
+                    done_members=finished, total_members=total, result=result, batch=batch, done_below=done_below
+                )
+            )
 
     if workers <= 1:
         for lo, hi in ranges:
-            done(run(lo, hi), hi - bounds["lo"])
+            done(run(lo, hi), hi - bounds["lo"], lo)
         return result
     finished = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(run_on_own_connection, lo, hi): hi - lo for lo, hi in ranges}
+        futures = {pool.submit(run_on_own_connection, lo, hi): lo for lo, hi in ranges}
         try:
             for future in as_completed(futures):
-                finished += futures[future]
-                done(future.result(), finished)
+                lo = futures[future]
+                finished += his[lo] - lo
+                done(future.result(), finished, lo)
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise

@@ -16,13 +16,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, IntervalSchedule
 from unfold.admin import ModelAdmin as UnfoldModelAdmin
 from unfold.admin import StackedInline as UnfoldStackedInline
 from unfold.admin import TabularInline as UnfoldTabularInline
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from members.admin import HISTORY_INLINE_ROWS
-from members.models import ApiKey, ApiScope, ImportRowError, ImportRun, Member, Order
+from members.models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order
 from points.models import PointsTransaction, Reward
 from points.services import reward_redeem
 from tiers.models import GrowthEvent, Tier, TierChange
@@ -54,6 +55,10 @@ def admin_data(member_factory, order_factory):
     ApiKey.objects.create_key(name="storefront", scopes=[ApiScope.READ])
     run = ImportRun.objects.create(file_name="orders.csv", sha256="0" * 64)
     ImportRowError.objects.create(run=run, line=2, reference="O-1", reason="bad date")
+    # Jobs: a run, and the schedule kinds the data migration does not create (it creates crontabs and tasks).
+    JobRun.objects.create(job="points.expire_points", period="2026-03-01T02", status=JobRun.Status.COMPLETED)
+    IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
+    ClockedSchedule.objects.create(clocked_time=timezone.now() + timedelta(days=1))
     return member
 
 

@@ -34,10 +34,11 @@ def url(model, view, *args):
     return reverse(f"admin:members_{model._meta.model_name}_{view}", args=args)
 
 
-def upload(client, model, content, name, title="csv"):
+def upload(client, model, content, name, title="csv", **extra):
     return client.post(
         url(model, "import"),
-        {"import_file": SimpleUploadedFile(name, content), "format": format_index(model, title), "resource": "0"},
+        {"import_file": SimpleUploadedFile(name, content), "format": format_index(model, title), "resource": "0",
+         **extra},
     )
 
 
@@ -46,7 +47,11 @@ def confirm_members(client, preview):
 
 
 def confirm_orders(client, preview):
-    return client.post(url(Order, "process_import"), {"token": preview.context["confirm_form"].initial["token"]})
+    initial = preview.context["confirm_form"].initial
+    data = {"token": initial["token"]}
+    if initial.get("award_points"):
+        data["award_points"] = "True"
+    return client.post(url(Order, "process_import"), data)
 
 
 def days_ago(days):
@@ -249,6 +254,20 @@ def test_confirmed_order_import_writes_the_orders_and_an_admin_import_run(admin_
     assert staged_files(tmp_path) == []  # the upload is removed once imported
 
 
+def test_an_order_import_awards_points_only_when_asked(admin_client):
+    plain = upload(admin_client, Order, (ORDERS_HEADER + f"P-1,C-1,Li Na,{days_ago(3)},120.00\n").encode(), "a.csv")
+    confirm_orders(admin_client, plain)
+    with_points = upload(admin_client, Order, (ORDERS_HEADER + f"P-2,C-2,Wang Fang,{days_ago(3)},80.00\n").encode(),
+                         "b.csv", award_points="on")
+    assert 'data-award-points="1"' in with_points.content.decode()
+
+    confirm_orders(admin_client, with_points)
+
+    balances = dict(Member.objects.values_list("external_id", "points_balance"))
+    assert balances == {"C-1": 0, "C-2": 80}
+    assert ImportRun.objects.get(file_name="b.csv").options["award_points"] is True
+
+
 def test_an_order_import_confirmation_runs_once(admin_client):
     preview = upload(admin_client, Order, (ORDERS_HEADER + f"O-1,C-1,Li Na,{days_ago(3)},120.00\n").encode(), "o.csv")
     confirm_orders(admin_client, preview)
@@ -352,7 +371,7 @@ def test_a_large_order_file_with_a_broker_is_queued_for_the_worker(
     monkeypatch.setattr(tasks.import_orders_file, "delay", lambda **kwargs: queued.append(kwargs))
     content = (ORDERS_HEADER + "".join(f"O-{n},C-{n},X,{days_ago(2)},10\n" for n in range(5))).encode()
 
-    preview = upload(admin_client, Order, content, "big.csv")
+    preview = upload(admin_client, Order, content, "big.csv", award_points="on")
     assert "data-import-background" in preview.content.decode() and not queued
     with django_capture_on_commit_callbacks(execute=True):
         response = confirm_orders(admin_client, preview)
@@ -360,7 +379,7 @@ def test_a_large_order_file_with_a_broker_is_queued_for_the_worker(
     assert response.status_code == 302 and response["Location"] == url(ImportRun, "changelist")
     assert len(queued) == 1
     job = queued[0]
-    assert (job["file_name"], job["user_id"]) == ("big.csv", admin_user.pk)
+    assert (job["file_name"], job["user_id"], job["award_points"]) == ("big.csv", admin_user.pk, True)
     saved = (tmp_path / "imports").joinpath(job["path"].rsplit("/", 1)[-1])
     assert str(saved) == job["path"] and saved.read_bytes() == content
     assert not Order.objects.exists() and not ImportRun.objects.exists()

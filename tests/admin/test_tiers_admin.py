@@ -144,6 +144,22 @@ def test_full_re_evaluation_first_confirms_then_moves_members_as_previewed(admin
     assert sorted(moved.values_list("to_tier__code", "created_by")) == [("member", admin_user.pk)] * 2
 
 
+def test_a_queued_re_evaluation_says_so_without_asking_for_its_result(admin_client, silver_members, monkeypatch):
+    # With a broker the task goes to a worker and there may be no result backend to ask: the page must not wait.
+    from celery.result import AsyncResult
+
+    from tiers import admin as tiers_admin
+
+    queued = []
+    monkeypatch.setattr(tiers_admin.reevaluate_tiers, "delay",
+                        lambda **kwargs: queued.append(kwargs) or AsyncResult("queued-task"))
+
+    response = admin_client.post(f"{TIERS}reevaluate-full/", follow=True)
+
+    assert len(queued) == 1
+    assert "Re-evaluation queued" in response.content.decode()
+
+
 def test_upgrades_only_re_evaluation_never_moves_anyone_down(admin_client, silver_members):
     Tier.objects.filter(code="silver").update(min_growth=2000)
     Tier.objects.filter(code="gold").update(min_growth=2500)

@@ -1,4 +1,5 @@
-"""The scheduled points jobs run the services (eagerly here: no broker in tests)."""
+"""The scheduled points jobs run the services (eagerly here: no broker in tests) and report their JobRun's counts
+(the runs themselves: tests/jobs)."""
 from datetime import timedelta
 from unittest import mock
 
@@ -18,8 +19,8 @@ def test_expire_points_task_expires_due_lots(member):
         result = expire_points.delay().get()
 
     member.refresh_from_db()
-    assert (result["points"], member.points_balance) == (40, 0)
+    assert (result["counts"]["points"], member.points_balance) == (40, 0)
 
 
 def test_release_pending_points_task_reports_nothing_when_nothing_is_due(member):
-    assert release_pending_points.delay().get() == {"members": 0, "lots": 0, "points": 0}
+    assert release_pending_points.delay().get()["counts"] == {"members": 0, "lots": 0, "points": 0}
