@@ -22,7 +22,7 @@ from import_export import fields, resources, widgets
 
 from .errors import DomainError
 from .models import ImportRun, Member, Order
-from .services import PROFILE_FIELDS, member_register
+from .services import PROFILE_FIELDS, history_importing, member_register
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -181,7 +181,8 @@ class MemberResource(resources.ModelResource):
             if name in self.fields and self._given(row, self.fields[name])
         }
         try:
-            member, _created = member_register(external_id=instance.external_id, **profile)
+            with history_importing():  # existing customers brought over: no welcome, no message
+                member, _created = member_register(external_id=instance.external_id, **profile)
         except DomainError as error:
             raise ValidationError({error.field or NON_FIELD_ERRORS: [str(error.detail)]}) from error
         except IntegrityError as error:

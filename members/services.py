@@ -4,7 +4,9 @@ The whole pipeline of an order reads top to bottom here: `order_record` validate
 order idempotently, updates the member's purchase aggregates and then calls the handlers named in
 settings.LOYALTY_ORDER_HANDLERS (points, growth, tier...) inside the same transaction.
 """
+import contextvars
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -39,6 +41,26 @@ REFERRAL_CODE_LENGTH = 8
 ORDER_CLOCK_SKEW = timedelta(minutes=10)
 
 PROFILE_FIELDS = ("email", "phone", "name", "birthday", "region", "email_opt_in", "sms_opt_in")
+
+
+_IMPORTING_HISTORY = contextvars.ContextVar("loyalty_importing_history", default=False)
+
+
+@contextmanager
+def history_importing():
+    """Within it, writes bring over the past (an import of members, orders or balances): the handlers still run,
+    so the data ends as the live path leaves it, but nothing tells members about it: no message is queued and no
+    welcome or referral gift is granted (see `is_history_import`). What happened in the past is not news."""
+    token = _IMPORTING_HISTORY.set(True)
+    try:
+        yield
+    finally:
+        _IMPORTING_HISTORY.reset(token)
+
+
+def is_history_import() -> bool:
+    """True inside `history_importing()`: handlers that notify or reward members for something new skip."""
+    return _IMPORTING_HISTORY.get()
 
 
 @dataclass

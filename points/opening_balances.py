@@ -70,7 +70,7 @@ from members.importing.reading import (
     read_blocks,
 )
 from members.models import ImportRowError, ImportRun, ImportRunMember, Member
-from members.services import member_lock, member_register
+from members.services import history_importing, member_lock, member_register
 from tiers.models import Tier, TierChange
 from tiers.selectors import tier_ladder
 from tiers.services import tier_import
@@ -289,7 +289,8 @@ def balances_import(
                   "sha256": context.sha256, "options": options, "created_by": user}
 
     def rows_phase(report: BalancesReport) -> None:
-        _rows_phase(path, layout, date_format, parse_row, context, report, strict=strict)
+        with history_importing():  # registered members get no welcome, nothing is messaged
+            _rows_phase(path, layout, date_format, parse_row, context, report, strict=strict)
         report.rows_seconds = time.monotonic() - context.started
 
     if dry_run:

@@ -19,6 +19,7 @@ Per-row ORM work cannot import millions of orders at speed, so nothing here touc
 Orders come in as they were: `paid`, `refunded` (wholly) or `cancelled`. Refunded and cancelled orders are history
 only: no growth, no points, no purchase counted.
 """
+import contextvars
 import hashlib
 import secrets
 import time
@@ -35,7 +36,8 @@ from django.utils import timezone
 from django.db.models import F
 
 from ..models import ImportRun, ImportRunMember
-from ..services import ORDER_CLOCK_SKEW, REFERRAL_ALPHABET, REFERRAL_CODE_LENGTH, configured_hooks
+from ..rfm import rfm_refresh_after_import
+from ..services import ORDER_CLOCK_SKEW, REFERRAL_ALPHABET, REFERRAL_CODE_LENGTH, configured_hooks, history_importing
 from .reading import (
     FIELDS,
     ID_MAX_LENGTH,
@@ -142,6 +144,7 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+@history_importing()
 def orders_import(
     *,
     path: str | Path,
@@ -212,6 +215,8 @@ def orders_import(
         raise
     ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.COMPLETED, finished_at=timezone.now())
     run.refresh_from_db()
+    # RFM quintiles are global: one refresh of everyone after the whole import (queued), not one per batch.
+    rfm_refresh_after_import(run.pk)
     return report
 
 
@@ -259,7 +264,7 @@ def _rows_phase(path, context: _Context, report: ImportReport, block_bytes: int,
                     for future in done:
                         report.add(future.result())
                         progressed(pending.pop(future))
-                pending[pool.submit(on_own_connection, first_line, block)] = end
+                pending[pool.submit(contextvars.copy_context().run, on_own_connection, first_line, block)] = end
             for future in list(pending):
                 report.add(future.result())
                 progressed(pending.pop(future))
@@ -747,7 +752,9 @@ def _backfill(run_id: int, *, award_points: bool, workers: int | None, context: 
             progressed(run_batch(member_ids))
         return done
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for count in pool.map(on_own_connection, batches):
+        # Each batch runs in a copy of this thread's context (history_importing() holds there too).
+        jobs = [(contextvars.copy_context(), member_ids) for member_ids in batches]
+        for count in pool.map(lambda job: job[0].run(on_own_connection, job[1]), jobs):
             progressed(count)
     return done
 

@@ -654,3 +654,23 @@ def test_an_order_posted_by_the_storefront_while_its_block_is_written_is_classif
     assert report.errors == [(3, "R2", "order R2 exists with another amount (99.00); not overwritten")]
     assert Order.objects.get(order_id="R2").amount == Decimal("99.00")
     assert Order.objects.get(order_id="R1").import_run == report.run
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # worker connections see committed rows only
+def test_an_import_runs_as_history_so_handlers_notify_nobody(tmp_path, monkeypatch):
+    # Handlers that message or reward members for something new (welcome gifts, messages) check is_history_import,
+    # on the import's own thread and on its worker connections alike.
+    from members.services import is_history_import
+
+    seen = []
+    original = orders_engine._backfill_batch
+    monkeypatch.setattr(orders_engine, "_backfill_batch",
+                        lambda backfill: (seen.append(is_history_import()), original(backfill)))
+    monkeypatch.setattr(orders_engine, "BACKFILL_BATCH", 1)
+    path = write(tmp_path, HEADER + f"HI1,c-1,Ann,,{days_ago(5)},10.00,paid\n"
+                                    f"HI2,c-2,Bob,,{days_ago(5)},10.00,paid\n")
+
+    run_import(path, workers=2 if ON_POSTGRES else 1)
+
+    assert seen == [True, True]
+    assert is_history_import() is False
