@@ -119,8 +119,13 @@ def configured_hooks(setting_name: str) -> tuple:
 
 
 def member_lock(member: Member) -> Member:
-    """Lock the member's row for the rest of the transaction and reload it, so balances read are current."""
-    member.refresh_from_db(from_queryset=Member.objects.select_for_update())
+    """Lock the member's row for the rest of the transaction and reload it, so balances read are current.
+
+    Every member lock is FOR NO KEY UPDATE (no write here changes a member's key): it excludes other writers but not
+    the KEY SHARE lock a foreign-key check takes. A plain FOR UPDATE would also block the check of Member.referred_by
+    that PostgreSQL runs when a referee's row is updated, and a job locking the referrer, then the referee, would
+    deadlock with the referee's order."""
+    member.refresh_from_db(from_queryset=Member.objects.select_for_update(no_key=True))
     return member
 
 
@@ -150,7 +155,7 @@ def member_register(
     for attempt in range(3):
         try:
             with transaction.atomic():
-                member = Member.objects.select_for_update().filter(external_id=external_id).first()
+                member = Member.objects.select_for_update(no_key=True).filter(external_id=external_id).first()
                 created = member is None
                 if created:
                     member = _member_create(external_id, profile, referral_code, joined_at)
@@ -234,7 +239,7 @@ def order_record(
         with transaction.atomic():
             # No select_related("tier") here: when a concurrent order changed the tier while we waited for the
             # lock, PostgreSQL re-checks only the locked row and the joined tier columns come back NULL.
-            member = Member.objects.select_for_update().filter(external_id=customer_id).first()
+            member = Member.objects.select_for_update(no_key=True).filter(external_id=customer_id).first()
             if member is None:
                 raise MemberNotFound()
             # Checked after the lock: a concurrent post of the same order has committed by now, or not started.
@@ -308,7 +313,7 @@ def order_refund(*, order_id: str, refund_id: str, amount: Decimal) -> RefundRes
         raise OrderNotFound()
     try:
         with transaction.atomic():
-            member = Member.objects.select_for_update().get(pk=order.member_id)
+            member = Member.objects.select_for_update(no_key=True).get(pk=order.member_id)
             order = Order.objects.get(pk=order.pk)  # re-read under the member's lock: earlier refunds are visible
             existing = OrderRefund.objects.filter(refund_id=refund_id).first()
             if existing is not None:

@@ -62,7 +62,7 @@ def points_birthday_bonus(
                 return result
             # Locked in id order (no deadlock with another batch); the bonus is read from the locked rows.
             members = (
-                Member.objects.select_for_update(of=("self",))
+                Member.objects.select_for_update(of=("self",), no_key=True)
                 .select_related("tier")
                 .filter(pk__in=member_ids)
                 .order_by("pk")

@@ -410,7 +410,7 @@ def redemption_cancel(*, redemption_id: int, reason: str = "", cancelled_by=None
     if member_id is None:
         raise RedemptionNotFound()
     with transaction.atomic():
-        member = Member.objects.select_for_update().get(pk=member_id)
+        member = Member.objects.select_for_update(no_key=True).get(pk=member_id)
         redemption = Redemption.objects.select_related("debit").get(pk=redemption_id)
         if redemption.status == Redemption.Status.CANCELLED:
             return redemption
@@ -500,7 +500,8 @@ def _lots_job(*, due: Q, apply, batch_members: int, after: int = 0, on_batch=Non
             if not member_ids:
                 return result
             # Every writer of a member's lots holds the member's lock first: locking the members is enough.
-            list(Member.objects.select_for_update().filter(pk__in=member_ids).order_by("pk").values_list("pk"))
+            locked = Member.objects.select_for_update(no_key=True).filter(pk__in=member_ids).order_by("pk")
+            list(locked.values_list("pk"))
             batch = apply(member_ids)
             result.members += batch.members
             result.lots += batch.lots

@@ -174,7 +174,7 @@ def lock_range(lo: int, hi: int) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM members_member WHERE id >= %s AND id < %s FOR UPDATE) locked",
+            "SELECT count(*) FROM (SELECT 1 FROM members_member WHERE id >= %s AND id < %s FOR NO KEY UPDATE) locked",
             [lo, hi],
         )
 

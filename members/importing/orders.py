@@ -779,7 +779,7 @@ def _backfill_batch(backfill: ImportBackfill) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT count(*) FROM (SELECT 1 FROM members_member WHERE id IN ({backfill.scope_sql}) "
-                f"ORDER BY id FOR UPDATE) locked",
+                f"ORDER BY id FOR NO KEY UPDATE) locked",
                 backfill.scope_params,
             )
     member_aggregates_refresh(backfill)
