@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "tiers",
     "points",
     "campaigns",
+    "campaigns.engagement",
+    "campaigns.messaging",
 ]
 
 MIDDLEWARE = [
@@ -261,20 +263,51 @@ LOYALTY_POINTS_PER_CURRENCY_UNIT = Decimal(env("LOYALTY_POINTS_PER_CURRENCY_UNIT
 # order's transaction, with the member row locked. Points come first so an order earns at the tier the member
 # held when placing it; the upgrade it causes applies from the next order on.
 LOYALTY_ORDER_HANDLERS = [
+    # A coupon on the order is checked and used first: a refused coupon refuses the order before anything is credited.
+    "campaigns.engagement.services.coupon_on_order",
     "points.services.points_on_order",
     "tiers.services.growth_on_order",
     "tiers.services.tier_on_order",
+    # The referee's first paid order rewards both sides (the referrer in its own transaction, after the commit).
+    "campaigns.engagement.services.referral_on_order",
+    # The gift of a running tier-up campaign for the upgrade this order just caused.
+    "campaigns.services.campaign_tier_up_on_order",
+    # Campaign extra points on the order's points (the stacking rule: campaigns.services docstring). Late in the
+    # list on purpose: a budgeted campaign's row stays locked until the order commits, so orders queue on it briefly.
+    "campaigns.services.campaign_multiplier_on_order",
+    # Last: badges for orders, spend and the tier just reached.
+    "campaigns.engagement.services.badges_on_order",
+    # A recent order makes a dormant member active at once (scores wait for the RFM refresh).
+    "members.rfm.activity_on_order",
 ]
 # What happens when (part of) an order is refunded, in order, inside the refund's transaction: points used on the
 # order come back before the earned points are clawed back, so they can cover the clawback instead of debt.
 LOYALTY_REFUND_HANDLERS = [
     "points.services.points_on_refund",
+    # The refunded share of campaign extra points on the order.
+    "campaigns.services.campaign_clawback_on_refund",
     "tiers.services.growth_on_refund",
 ]
 # What happens when a member registers (after the row exists, same transaction).
 LOYALTY_MEMBER_HANDLERS = [
+    # Records the referral of a sign-up with a code; refuses a self-referral (400 referral_refused).
+    "campaigns.engagement.services.referral_on_register",
     "tiers.services.tier_on_register",
+    # Running welcome campaigns' rewards (after the tier, so the welcome message names it).
+    "campaigns.services.campaign_welcome_on_register",
 ]
+# Engagement hooks for the campaigns layer (e.g. queue a message), called inside the transaction that made the change
+# with the member locked; a hook queues its side effects with transaction.on_commit. Badges: a
+# campaigns.engagement.services.BadgeAwarded per badge a member has just earned (the award_badges backfill calls
+# none). Referrals: a ReferralRewarded per rewarded side (role "referee" in the order's transaction, "referrer" in
+# the referrer's own just after).
+LOYALTY_BADGE_HANDLERS = []
+LOYALTY_REFERRAL_HANDLERS = [
+    # Running referral campaigns' rewards and messages, to each rewarded side.
+    "campaigns.services.campaign_referral_on_reward",
+]
+# The leaderboard (GET /api/v1/leaderboard/) is the same for every visitor: it is served from the cache this long.
+LOYALTY_LEADERBOARD_CACHE_SECONDS = env.int("LOYALTY_LEADERBOARD_CACHE_SECONDS", default=60)
 # What happens when a member's profile is created or updated (same transaction, member locked).
 LOYALTY_PROFILE_HANDLERS = [
     "tiers.services.growth_on_profile",
@@ -288,6 +321,10 @@ LOYALTY_IMPORT_BACKFILL_HANDLERS = [
     "points.importing.points_backfill",
     "tiers.importing.tiers_backfill",
 ]
+# Member activity (members.rfm): no order for this many days makes a member dormant, for the second many a churn
+# risk (dormant members in the RFM segments "at risk" and "can't lose them" are a churn risk from the first day).
+LOYALTY_DORMANT_DAYS = env.int("LOYALTY_DORMANT_DAYS", default=30)
+LOYALTY_CHURN_RISK_DAYS = env.int("LOYALTY_CHURN_RISK_DAYS", default=90)
 # Above this many rows the admin's import hands the file to the import_orders command's engine in a background task
 # (or, without a broker, tells staff to use the command) instead of holding the request.
 LOYALTY_ADMIN_IMPORT_MAX_ROWS = env.int("LOYALTY_ADMIN_IMPORT_MAX_ROWS", default=2000)
@@ -299,6 +336,29 @@ LOYALTY_MEMBER_DETAIL_SECTIONS = [
     "points.selectors.member_detail_points_section",
 ]
 
+# --- Messages (campaigns.messaging) -------------------------------------------------------------------------------
+# Email goes through Django's backend: EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587. Unset, emails
+# are written to the console (the local demo), so production must set it.
+globals().update({k: v for k, v in env.email_url("EMAIL_URL", default="consolemail://").items() if v is not None})
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="loyalty@localhost")
+# The class that sends each channel (campaigns.messaging.channels): an SMS provider is a subclass of SmsChannel.
+LOYALTY_MESSAGE_CHANNELS = {
+    "email": env("LOYALTY_EMAIL_CHANNEL", default="campaigns.messaging.channels.EmailChannel"),
+    "sms": env("LOYALTY_SMS_CHANNEL", default="campaigns.messaging.channels.LoggingSmsChannel"),
+}
+# Nothing is sent between these local times (TIME_ZONE); a message queued then waits for the end. Empty: no quiet
+# hours. e.g. LOYALTY_QUIET_HOURS=22:00,08:00
+LOYALTY_QUIET_HOURS = tuple(env.list("LOYALTY_QUIET_HOURS", default=["21:00", "09:00"]))
+# A transient send error is retried after 1, 2, 4... minutes (at most an hour apart), this many attempts in all.
+LOYALTY_MESSAGE_MAX_ATTEMPTS = env.int("LOYALTY_MESSAGE_MAX_ATTEMPTS", default=5)
+LOYALTY_MESSAGE_RETRY_BACKOFF = 60
+LOYALTY_MESSAGE_RETRY_BACKOFF_MAX = 60 * 60
+# A message still "sending" after this many seconds lost its worker: it is sent again.
+LOYALTY_MESSAGE_SENDING_TIMEOUT = 10 * 60
+# Points-expiry reminder: members whose points expire within this many days, once per member and expiry month.
+LOYALTY_EXPIRY_REMINDER_DAYS = env.int("LOYALTY_EXPIRY_REMINDER_DAYS", default=30)
+# Tier-up congratulations go out for upgrades at most this many days old (never for the history before).
+LOYALTY_TIER_UP_MESSAGE_WITHIN_DAYS = 3
 
 # --- Admin import/export (django-import-export) ------------------------------------------------------------------
 # The formats staff use: spreadsheets, and the CSV/TSV exports shops produce.
@@ -340,6 +400,7 @@ UNFOLD = {
                     {"title": _("Tier rules"), "icon": "rule", "link": reverse_lazy("admin:tiers_tierpolicy_changelist")},
                     {"title": _("Perks"), "icon": "workspace_premium", "link": reverse_lazy("admin:tiers_benefit_changelist")},
                     {"title": _("Import runs"), "icon": "upload_file", "link": reverse_lazy("admin:members_importrun_changelist")},
+                    {"title": _("Tags"), "icon": "sell", "link": reverse_lazy("admin:members_tag_changelist")},
                 ],
             },
             {
@@ -361,6 +422,39 @@ UNFOLD = {
                         "title": _("Points policy"),
                         "icon": "tune",
                         "link": reverse_lazy("admin:points_pointspolicy_changelist"),
+                    },
+                ],
+            },
+            {
+                "title": _("Campaigns"),
+                "items": [
+                    {"title": _("Segments"), "icon": "filter_alt", "link": reverse_lazy("admin:campaigns_segment_changelist")},
+                    {"title": _("Campaigns"), "icon": "campaign", "link": reverse_lazy("admin:campaigns_campaign_changelist")},
+                    {"title": _("Campaign grants"), "icon": "card_giftcard", "link": reverse_lazy("admin:campaigns_campaigngrant_changelist")},
+                ],
+            },
+            {
+                "title": _("Engagement"),
+                "items": [
+                    {"title": _("Coupons"), "icon": "confirmation_number", "link": reverse_lazy("admin:engagement_coupon_changelist")},
+                    {"title": _("Referrals"), "icon": "group_add", "link": reverse_lazy("admin:engagement_referral_changelist")},
+                    {"title": _("Check-ins"), "icon": "event_available", "link": reverse_lazy("admin:engagement_checkin_changelist")},
+                    {"title": _("Member events"), "icon": "rate_review", "link": reverse_lazy("admin:engagement_engagementevent_changelist")},
+                    {"title": _("Badges"), "icon": "emoji_events", "link": reverse_lazy("admin:engagement_badge_changelist")},
+                    {"title": _("Awarded badges"), "icon": "military_tech", "link": reverse_lazy("admin:engagement_memberbadge_changelist")},
+                    {"title": _("Check-in rules"), "icon": "calendar_today", "link": reverse_lazy("admin:engagement_checkinrule_changelist")},
+                    {"title": _("Referral rules"), "icon": "handshake", "link": reverse_lazy("admin:engagement_referralrule_changelist")},
+                    {"title": _("Event rules"), "icon": "tune", "link": reverse_lazy("admin:engagement_engagementrule_changelist")},
+                ],
+            },
+            {
+                "title": _("Messages"),
+                "items": [
+                    {"title": _("Outbox"), "icon": "outbox", "link": reverse_lazy("admin:messaging_message_changelist")},
+                    {
+                        "title": _("Message templates"),
+                        "icon": "mail",
+                        "link": reverse_lazy("admin:messaging_messagetemplate_changelist"),
                     },
                 ],
             },

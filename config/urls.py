@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from campaigns.engagement import api as engagement_api
 from members import api as members_api
 from points import api as points_api
 from tiers import api as tiers_api
@@ -21,6 +22,12 @@ api_v1 = [
     path("tiers/", tiers_api.TierListView.as_view(), name="tier-list"),
     path("rewards/", points_api.RewardListView.as_view(), name="reward-list"),
     path("redemptions/", points_api.RedemptionCreateView.as_view(), name="redemption-create"),
+    # Engagement (campaigns.engagement)
+    path("members/<str:external_id>/coupons/", engagement_api.MemberCouponsView.as_view(), name="member-coupons"),
+    path("members/<str:external_id>/check-ins/", engagement_api.CheckInView.as_view(), name="member-check-ins"),
+    path("members/<str:external_id>/events/", engagement_api.EventCreateView.as_view(), name="member-events"),
+    path("members/<str:external_id>/badges/", engagement_api.MemberBadgesView.as_view(), name="member-badges"),
+    path("leaderboard/", engagement_api.LeaderboardView.as_view(), name="leaderboard"),
 ]
 
 urlpatterns = [

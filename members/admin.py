@@ -74,7 +74,7 @@ from .importing.orders import ERRORS_KEPT_IN_REPORT, orders_import
 from .importing.reading import FIELDS as ORDER_IMPORT_FIELDS
 from .importing.reading import SAMPLE_BYTES, detect_encoding
 from .jobs import LEASE, job_enqueue, job_tasks, next_run_of
-from .models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order
+from .models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order, Tag
 from .resources import MemberResource, OrderResource, spreadsheet_safe
 from .services import PROFILE_FIELDS, member_register, member_set_blocked
 
@@ -543,6 +543,9 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
         ("email_opt_in", BooleanRadioFilter),
         ("sms_opt_in", BooleanRadioFilter),
         ("region", FieldTextFilter),
+        ("activity_status", ChoicesDropdownFilter),
+        ("rfm_segment", ChoicesDropdownFilter),
+        ("tags", AutocompleteSelectFilter),
     )
     list_filter_submit = True  # range and text filters need a submit button
     # Ids match exactly (the database finds them by index); a name matches any part.
@@ -551,7 +554,7 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
     date_hierarchy = "joined_at"
     show_full_result_count = False
     list_per_page = 50
-    autocomplete_fields = ("referred_by",)
+    autocomplete_fields = ("referred_by", "tags")
     inlines = [OrderInline]
 
     actions = ["block_members", "unblock_members"]
@@ -569,6 +572,7 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
         (_("Tier"), {"fields": ("tier", "tier_expires_at", "growth_value", "window_spend", "window_orders")}),
         (_("Points"), {"fields": ("points_balance", "points_pending", "points_debt")}),
         (_("Purchases"), {"fields": ("lifetime_spend", "order_count", "first_order_at", "last_order_at")}),
+        (_("RFM and activity"), {"fields": ("activity_status", "rfm_segment", "rfm_scores", "rfm_updated_at", "tags")}),
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ["collapse"]}),
     )
     # Owned by services: identity and referral are set at registration, the rest by orders, points and tiers.
@@ -592,9 +596,22 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
         "order_count",
         "first_order_at",
         "last_order_at",
+        # members.rfm: the nightly refresh and the order handler.
+        "activity_status",
+        "rfm_segment",
+        "rfm_scores",
+        "rfm_updated_at",
         "created_at",
         "updated_at",
     )
+
+    @display(description=_("RFM scores"))
+    def rfm_scores(self, obj):
+        if obj.rfm_recency is None:
+            return _("not scored yet (no order, or before the first refresh)")
+        return _("recency %(r)s · frequency %(f)s · monetary %(m)s (1-5, 5 best)") % {
+            "r": obj.rfm_recency, "f": obj.rfm_frequency, "m": obj.rfm_monetary,
+        }
 
     @display(description=_("member"), header=True, ordering="name")
     def member(self, obj):
@@ -681,6 +698,23 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
         obj.pk = member.pk
         obj.refresh_from_db()
         obj._state.adding = False
+
+
+@admin.register(Tag)
+class TagAdmin(ModelAdmin):
+    """Labels staff put on members (member page: Tags), used by the member list's filter and by segments."""
+
+    list_display = ("name", "colour", "created_at")
+    search_fields = ("name",)
+    ordering = ("name",)
+    fields = ("name", "color")
+
+    @display(description=_("colour"))
+    def colour(self, obj):
+        return format_html(
+            '<span style="display:inline-block;width:1rem;height:1rem;border-radius:9999px;background:{}"></span> {}',
+            obj.color, obj.color,
+        )
 
 
 # --- Orders ---------------------------------------------------------------------------------------------------------

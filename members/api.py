@@ -7,7 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .models import ApiScope
+from .models import ActivityStatus, ApiScope, RfmSegment
 from .selectors import member_detail, member_get
 from .services import member_register, order_record, order_refund
 
@@ -108,6 +108,17 @@ class QualificationOutput(serializers.Serializer):
     orders = serializers.IntegerField(help_text="Qualifying orders in the window.")
 
 
+@extend_schema_serializer(component_name="Rfm")
+class RfmOutput(serializers.Serializer):
+    recency = serializers.IntegerField(allow_null=True, help_text="1-5: 5 = the most recent fifth of buyers.")
+    frequency = serializers.IntegerField(allow_null=True, help_text="1-5: 5 = the fifth with the most orders.")
+    monetary = serializers.IntegerField(allow_null=True, help_text="1-5: 5 = the fifth with the highest spend.")
+    segment = serializers.ChoiceField(
+        choices=RfmSegment.choices, allow_null=True, help_text="The RFM segment; null until scored."
+    )
+    updated_at = serializers.DateTimeField(allow_null=True, help_text="When the scores, segment or activity changed.")
+
+
 @extend_schema_serializer(component_name="MemberDetail")
 class MemberDetailOutput(serializers.Serializer):
     @extend_schema_serializer(component_name="ExpiringPoints")
@@ -144,6 +155,12 @@ class MemberDetailOutput(serializers.Serializer):
     order_count = serializers.IntegerField()
     first_order_at = serializers.DateTimeField(allow_null=True)
     last_order_at = serializers.DateTimeField(allow_null=True)
+    activity_status = serializers.ChoiceField(
+        choices=ActivityStatus.choices,
+        help_text="active (ordered within 30 days), dormant (30+ days), churn_risk (90+ days, or a valuable buyer "
+        "gone quiet), no_purchase. Refreshed nightly; an order makes the member active at once.",
+    )
+    rfm = RfmOutput(help_text="Recency, frequency and monetary scores (quintiles among buyers) and the RFM segment.")
 
 
 
@@ -217,6 +234,15 @@ class OrderRecordView(APIView):
             default=0,
             help_text="Points paying part of this order (cash deduction; see GET members/{external_id}/points-quote/). "
             "`amount` is then the money paid.",
+        )
+        coupon_code = serializers.CharField(
+            max_length=32,
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="A coupon of this member's (GET members/{external_id}/coupons/), used once by this order: "
+            "400 coupon_not_found / coupon_not_owner; 409 coupon_used, coupon_revoked, coupon_expired, "
+            "coupon_not_yet_valid, coupon_min_spend (then nothing of the order is recorded).",
         )
 
     @extend_schema_serializer(component_name="OrderRecorded")

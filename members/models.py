@@ -5,6 +5,7 @@ Member carries denormalised balances owned by the higher apps: `points_*` column
 locked. The database refuses negative balances whatever the code does.
 """
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -12,7 +13,49 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
 
+class RfmSegment(models.TextChoices):
+    """The named RFM segments; members.rfm.SEGMENT_GRID says which (recency, frequency-monetary) scores make each."""
+
+    CHAMPIONS = "champions", _("champions")
+    LOYAL = "loyal", _("loyal")
+    POTENTIAL_LOYALISTS = "potential_loyalists", _("potential loyalists")
+    NEW_CUSTOMERS = "new_customers", _("new customers")
+    PROMISING = "promising", _("promising")
+    NEED_ATTENTION = "need_attention", _("need attention")
+    ABOUT_TO_SLEEP = "about_to_sleep", _("about to sleep")
+    AT_RISK = "at_risk", _("at risk")
+    CANT_LOSE = "cant_lose", _("can't lose them")
+    HIBERNATING = "hibernating", _("hibernating")
+    LOST = "lost", _("lost")
+
+
+class ActivityStatus(models.TextChoices):
+    """Where a member stands by their last order (members.rfm.activity_status_sql has the rule)."""
+
+    ACTIVE = "active", _("active")
+    DORMANT = "dormant", _("dormant")
+    CHURN_RISK = "churn_risk", _("churn risk")
+    NO_PURCHASE = "no_purchase", _("no purchase yet")
+
+
+class MonthOf(models.Func):
+    """The month (1-12) of a date column, in a form both databases accept in a stored generated column and an index
+    (not Django's __month lookup, which is a Python function on SQLite). Dates are ISO text on SQLite."""
+
+    arity = 1
+    output_field = models.PositiveSmallIntegerField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        return super().as_sql(compiler, connection, template="CAST(EXTRACT(MONTH FROM %(expressions)s) AS smallint)")
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return super().as_sql(compiler, connection, template="CAST(substr(%(expressions)s, 6, 2) AS integer)")
+
+
 class Member(models.Model):
+    RfmSegment = RfmSegment
+    ActivityStatus = ActivityStatus
+
     external_id = models.CharField(
         _("storefront customer id"), max_length=64, unique=True, help_text=_("The customer's id in the shop system.")
     )
@@ -70,6 +113,30 @@ class Member(models.Model):
     first_order_at = models.DateTimeField(_("first order at"), null=True, blank=True)
     last_order_at = models.DateTimeField(_("last order at"), null=True, blank=True)
 
+    # RFM scores (1-5, quintiles among the members with an order; 5 = most recent / most orders / highest spend),
+    # the named segment of the (recency, frequency-monetary) grid and the activity status: written only by
+    # members.rfm (the nightly members.refresh_rfm job, after each order import; an order makes its member active at
+    # once). Empty until the first refresh; members who never ordered have no scores. Database defaults: bulk
+    # loaders (bench, import) insert members with plain SQL.
+    rfm_recency = models.PositiveSmallIntegerField(_("recency score"), null=True, blank=True)
+    rfm_frequency = models.PositiveSmallIntegerField(_("frequency score"), null=True, blank=True)
+    rfm_monetary = models.PositiveSmallIntegerField(_("monetary score"), null=True, blank=True)
+    rfm_segment = models.CharField(
+        _("RFM segment"), max_length=24, choices=RfmSegment.choices, blank=True, default="", db_default=""
+    )
+    activity_status = models.CharField(
+        _("activity"), max_length=16, choices=ActivityStatus.choices, default=ActivityStatus.NO_PURCHASE,
+        db_default=ActivityStatus.NO_PURCHASE,
+    )
+    rfm_updated_at = models.DateTimeField(_("RFM last changed"), null=True, blank=True)
+    # The birthday's month, computed by the database (a stored generated column): segments filter on it through a
+    # plain index on both databases, and no write path has to remember to fill it.
+    birthday_month = models.GeneratedField(
+        expression=MonthOf("birthday"), output_field=models.PositiveSmallIntegerField(), db_persist=True,
+        verbose_name=_("birthday month"),
+    )
+    tags = models.ManyToManyField("Tag", verbose_name=_("tags"), blank=True, related_name="members")
+
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -84,6 +151,13 @@ class Member(models.Model):
             models.CheckConstraint(condition=Q(growth_value__gte=0), name="member_growth_value_non_negative"),
             models.CheckConstraint(condition=Q(window_spend__gte=0), name="member_window_spend_non_negative"),
             models.CheckConstraint(condition=Q(lifetime_spend__gte=0), name="member_lifetime_spend_non_negative"),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{score}__isnull": True}) | Q(**{f"{score}__gte": 1, f"{score}__lte": 5}),
+                    name=f"member_{score}_1_to_5",
+                )
+                for score in ("rfm_recency", "rfm_frequency", "rfm_monetary")
+            ),
         ]
         indexes = [
             models.Index(fields=["email"], name="member_email_idx"),
@@ -91,6 +165,13 @@ class Member(models.Model):
             models.Index(fields=["last_order_at"], name="member_last_order_idx"),
             models.Index(fields=["joined_at"], name="member_joined_idx"),
             models.Index(fields=["tier_expires_at"], name="member_tier_expires_idx"),
+            # Segment filters (campaigns.selectors.segment_members); last_order_at, joined_at and tier have theirs.
+            models.Index(fields=["rfm_segment"], name="member_rfm_segment_idx"),
+            models.Index(fields=["activity_status"], name="member_activity_idx"),
+            models.Index(fields=["birthday_month"], name="member_birthday_month_idx"),
+            models.Index(fields=["region"], name="member_region_idx"),
+            models.Index(fields=["order_count"], name="member_order_count_idx"),
+            models.Index(fields=["lifetime_spend"], name="member_lifetime_spend_idx"),
         ]
 
     def __str__(self):
@@ -175,6 +256,25 @@ class OrderRefund(models.Model):
 
     def __str__(self):
         return f"{self.refund_id} · {self.amount}"
+
+
+class Tag(models.Model):
+    """A label staff put on members (VIP, wholesale, influencer...) to find and target them (campaigns segments)."""
+
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    color = models.CharField(
+        _("colour"), max_length=7, default="#6b7280",
+        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", _("A colour like #1d4ed8."))],
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
 
 
 class ApiScope(models.TextChoices):

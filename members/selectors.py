@@ -41,6 +41,15 @@ def member_detail(member: Member) -> dict:
         )
     }
     detail["currency"] = settings.LOYALTY_CURRENCY
+    # members.rfm: refreshed nightly; null scores until the member's first order has been scored.
+    detail["activity_status"] = member.activity_status
+    detail["rfm"] = {
+        "recency": member.rfm_recency,
+        "frequency": member.rfm_frequency,
+        "monetary": member.rfm_monetary,
+        "segment": member.rfm_segment or None,
+        "updated_at": member.rfm_updated_at,
+    }
     for section in configured_hooks("LOYALTY_MEMBER_DETAIL_SECTIONS"):
         detail.update(section(member))
     return detail

@@ -70,6 +70,7 @@ class OrderRecorded:
     order: Order
     member: Member
     points_to_use: int = 0
+    coupon_code: str = ""  # a coupon the order uses (checked and used by campaigns.engagement's order handler)
     points_earned: int = 0
     growth_earned: int = 0
     points_used: int = 0
@@ -214,6 +215,7 @@ def order_record(
     category: str = "",
     channel: str = "",
     points_to_use: int = 0,
+    coupon_code: str = "",
 ) -> OrderResult:
     """Record a paid order and run the order handlers (points, growth, tier), all in one transaction.
 
@@ -258,7 +260,7 @@ def order_record(
                 channel=channel,
             )
             _member_add_purchase(member, order)
-            event = OrderRecorded(order=order, member=member, points_to_use=points_to_use)
+            event = OrderRecorded(order=order, member=member, points_to_use=points_to_use, coupon_code=coupon_code)
             for handler in configured_hooks("LOYALTY_ORDER_HANDLERS"):
                 handler(event)
             if points_to_use and event.points_used != points_to_use:

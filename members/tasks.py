@@ -1,11 +1,17 @@
 """Background jobs of the members app: thin wrappers around the services and the import engine."""
+from dataclasses import asdict
 from pathlib import Path
 
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
 from .importing.orders import orders_import
+from .jobs import Job, JobTask, day_period
 from .models import ImportRun
+from .rfm import DEFAULT_BATCH_SIZE, rfm_refresh
+
+# Members per batch of the RFM refresh (one transaction, one progress record each).
+RFM_BATCH_SIZE = DEFAULT_BATCH_SIZE
 
 
 @shared_task(name="members.import_orders_file")
@@ -26,3 +32,20 @@ def import_orders_file(*, path: str, file_name: str, user_id: int | None = None,
         "failed": report.failed,
         "members_created": report.members_created,
     }
+
+
+@shared_task(name="members.refresh_rfm", base=JobTask, bind=True)
+def refresh_rfm(self, period: str | None = None, user_id: int | None = None) -> dict:
+    """Nightly (and after each order import, period `import <run id>`): RFM scores, segments and activity statuses
+    of every member (members.rfm). Resumed from its cursor after a crash, as of the first claim's moment."""
+
+    def work(job: Job) -> None:
+        result = rfm_refresh(
+            now=job.as_of,
+            batch_size=RFM_BATCH_SIZE,
+            after=job.cursor,
+            on_batch=lambda last_member_id, batch: job.progress(cursor=last_member_id, counts=asdict(batch)),
+        )
+        job.progress(counts=dict.fromkeys(asdict(result), 0))  # every count shows, zeros included
+
+    return self.run_job(period=period or day_period(), work=work, user_id=user_id)

@@ -217,6 +217,50 @@ def points_on_refund(event: OrderRefunded) -> None:
         )
 
 
+def points_claw_back(
+    *,
+    member: Member,
+    points: int,
+    idempotency_key: str,
+    reference: str = "",
+    first_lot_ids: tuple = (),
+    note: str = "",
+) -> tuple[PointsTransaction | None, int, int]:
+    """Take `points` back from a member for a refund, like `points_on_refund` does for the order's own points: from
+    the lots in `first_lot_ids` first (the credit being reversed, e.g. a campaign's extra points on the order), then
+    from other lots first-expiring-first, pending ones included; what the lots cannot cover follows the returns
+    policy (debt, or forgiven). Once per idempotency key. The caller holds the member's lock (a refund handler).
+
+    Returns (the CLAWBACK debit or None, points clawed back including debt, points forgiven)."""
+    if points <= 0:
+        return None, 0, 0
+    existing = PointsTransaction.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing, -existing.amount, 0
+    now = timezone.now()
+    _member_settle(member, now)
+    draws = _lots_draw(member=member, points=points, now=now, include_pending=True, first_lot_ids=first_lot_ids)
+    taken = sum(drawn for _lot, drawn in draws)
+    short = points - taken
+    if points_policy().returns_policy == PointsPolicy.Returns.DEBT:
+        amount, debt, forgiven = -points, short, 0
+    else:
+        amount, debt, forgiven = -taken, 0, short
+    if not amount:
+        return None, 0, forgiven
+    debit = _debit_append(
+        member=member,
+        kind=Kind.CLAWBACK,
+        amount=amount,
+        draws=draws,
+        debt_delta=debt,
+        idempotency_key=idempotency_key,
+        reference=reference,
+        note=note,
+    )
+    return debit, -amount, forgiven
+
+
 # --- Public services ----------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from celery._state import _set_task_join_will_block
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -21,6 +22,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _eager_join_flag_restored():
+    """Eager `delay()` (tasks queued on commit run in process without a broker) sets Celery's process-wide "a join
+    would block" flag for the duration of the call and puts back what it found. Two threads doing it at once (the
+    concurrency tests) can leave it set for good, and every later `EagerResult.get()` in the process would refuse to
+    run. Put it back after each test."""
+    yield
+    _set_task_join_will_block(False)
 
 
 @pytest.fixture(autouse=True)

@@ -22,10 +22,14 @@ from unfold.admin import StackedInline as UnfoldStackedInline
 from unfold.admin import TabularInline as UnfoldTabularInline
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
+from campaigns.messaging.services import message_queue
 from members.admin import HISTORY_INLINE_ROWS
 from members.models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order
 from points.models import PointsTransaction, Reward
 from points.services import reward_redeem
+from tests.campaigns.campaign_data import campaign_rows
+from tests.campaigns.data import segment_rows
+from tests.engagement.data import engagement_rows
 from tiers.models import GrowthEvent, Tier, TierChange
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +53,7 @@ def admin_data(member_factory, order_factory):
     member = member_factory(name="Li Na")
     # Crosses the Silver threshold: a ledger credit, a growth event and a tier change follow the order.
     order_factory(customer_id=member.external_id, amount=Decimal("1200"))
+    engagement_rows(member)  # a coupon, check-in, event, referral and badge (campaigns.engagement)
     Reward.objects.create(code="mug", name="Mug", points_cost=100, stock=5)
     reward_redeem(member=member, reward_code="mug", idempotency_key="admin-data")
     Group.objects.create(name="Marketing")
@@ -59,6 +64,10 @@ def admin_data(member_factory, order_factory):
     JobRun.objects.create(job="points.expire_points", period="2026-03-01T02", status=JobRun.Status.COMPLETED)
     IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
     ClockedSchedule.objects.create(clocked_time=timezone.now() + timedelta(days=1))
+    # Messages: an outbox row (the templates come from a data migration).
+    message_queue(member=member, template_code="welcome", idempotency_key="admin-data")
+    segment_rows(member)  # a tag on the member and a segment (members.Tag, campaigns.Segment)
+    campaign_rows(member)  # a campaign with two arms and its grants (campaigns.Campaign, CampaignGrant)
     return member
 
 
@@ -321,7 +330,8 @@ def test_member_balances_and_tier_are_read_only(admin_client, admin_data):
     response = admin_client.get(change_url(admin_data))
 
     editable = set(response.context["adminform"].form.fields)
-    assert editable == {"name", "email", "phone", "birthday", "region", "email_opt_in", "sms_opt_in"}
+    # Tags are labels staff put on members (members.Tag), not state a service owns.
+    assert editable == {"name", "email", "phone", "birthday", "region", "email_opt_in", "sms_opt_in", "tags"}
 
 
 def test_adding_a_member_registers_them_through_the_service(admin_client, admin_data):

@@ -5,7 +5,6 @@ ledger invariant holds.
 `transaction=True` so each thread's commits are real and visible to the others; `serialized_rollback=True` so the
 default tier ladder written by the data migration (tiers 0002) is restored after the flush of earlier tests.
 """
-import threading
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -20,6 +19,7 @@ from members.models import ApiKey, ApiScope, Member, Order
 from members.services import member_register, order_record
 from points.models import PointsTransaction
 from tiers.models import GrowthEvent, Tier, TierChange
+from tests.threads import run_together
 
 THREADS = 20
 
@@ -32,34 +32,6 @@ DEFAULT_LADDER = {
     "gold": (2, 5000, Decimal("1.50")),
     "diamond": (3, 20000, Decimal("2.00")),
 }
-
-
-def run_together(work, count=THREADS):
-    """Run work(i) for i in range(count), one thread and one database connection each, released at once.
-
-    Returns (results indexed by i, exceptions raised in any thread).
-    """
-    barrier = threading.Barrier(count)
-    results = [None] * count
-    errors = []
-
-    def thread_main(i):
-        try:
-            connection.ensure_connection()  # connect before the barrier, so the work itself starts together
-            barrier.wait(timeout=10)
-            results[i] = work(i)
-        except BaseException as exc:  # noqa: BLE001 - every failure in a thread must reach the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=thread_main, args=(i,), name=f"concurrent-{i}") for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a thread is still running (deadlock?)"
-    return results, errors
 
 
 def assert_ledger_consistent(member):
@@ -97,7 +69,7 @@ def test_the_same_order_recorded_by_20_threads_at_once_is_credited_once(shopper)
         )
 
     # When
-    results, errors = run_together(record)
+    results, errors = run_together(record, THREADS)
 
     # Then: one order, one credit, one upgrade; every thread got the same order back
     assert errors == []
@@ -140,7 +112,7 @@ def test_the_same_order_posted_to_the_api_by_20_clients_at_once_answers_one_201_
         return response.status_code, response.json()
 
     # When
-    results, errors = run_together(post)
+    results, errors = run_together(post, THREADS)
 
     # Then
     assert errors == []
@@ -187,7 +159,7 @@ def test_20_different_orders_for_one_member_at_once_lose_no_update_and_upgrade_o
         )
 
     # When
-    results, errors = run_together(record)
+    results, errors = run_together(record, THREADS)
 
     # Then: nothing lost...
     assert errors == []
@@ -230,7 +202,7 @@ def test_the_same_new_member_registered_by_20_threads_at_once_is_created_once(de
         return member_register(external_id="new-customer-1", email="new@example.com", name="New Customer")
 
     # When
-    results, errors = run_together(register)
+    results, errors = run_together(register, THREADS)
 
     # Then: one member, created by exactly one thread, who joined the entry tier once
     assert errors == []

@@ -1,7 +1,6 @@
 """The scheduled jobs on the ledger: expire due lots, release pending lots (points.services.points_expire_due,
 points_release_due) and their management commands, with `check_ledger` as the auditor."""
 import sqlite3
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from unittest import mock
@@ -18,6 +17,7 @@ from points.models import PointsAllocation, PointsPolicy, PointsTransaction
 from points.selectors import ledger_mismatches
 from points.services import LotsJobResult, points_adjust, points_earn, points_expire_due, points_release_due
 from tests.clock import frozen_clock
+from tests.threads import run_together
 
 Kind = PointsTransaction.Kind
 NOW = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
@@ -243,30 +243,6 @@ def test_check_ledger_can_check_only_the_members_given(member_factory):
 
 
 # --- twice at once (PostgreSQL) -------------------------------------------------------------------------------------
-
-
-def run_together(work, count):
-    """Run work(i) in `count` threads, each on its own database connection, released together by a barrier."""
-    barrier = threading.Barrier(count)
-    results, errors = [None] * count, []
-
-    def thread_main(i):
-        try:
-            connection.ensure_connection()
-            barrier.wait(timeout=10)
-            results[i] = work(i)
-        except BaseException as exc:  # noqa: BLE001 - every failure in a thread must reach the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=thread_main, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread is still running (deadlock?)"
-    return results, errors
 
 
 @pytest.mark.postgres

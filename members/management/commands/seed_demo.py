@@ -50,6 +50,7 @@ from django.utils import timezone
 
 from members.errors import OrderConflict
 from members.models import Member, Order
+from members.rfm import rfm_refresh
 from members.services import member_register, order_record
 
 MEMBER_PREFIX = "demo-"
@@ -432,6 +433,7 @@ class Command(BaseCommand):
         with override_settings(DEBUG=False):
             created_members = self._register_members(plan, referral_codes, started)
             created_orders = self._record_orders(plan, demo_orders, started)
+        rfm_refresh()  # RFM segments and activity for the demo at once, not after the first night's job
         self._summary(demo_members, demo_orders, created_members, created_orders, started)
 
     def _anchor(self, seed: int, members: int) -> datetime:

@@ -1,0 +1,228 @@
+"""Admin for message templates and the outbox (django-unfold).
+
+Templates are edited here: saving checks that the subject and body compile and render (a syntax error is a form
+error on its field), the page shows a preview with sample values, and "Preview for a member" renders it with a real
+member's values. The outbox is read-only history written by the services; staff with *Can retry failed messages*
+queue failed ones again. The member page shows the member's messages.
+"""
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdownFilter, RelatedDropdownFilter
+from unfold.decorators import display
+
+from members.admin import (
+    DayRangeFilter,
+    MemberHistoryInline,
+    ReadOnlyModelAdmin,
+    confirmed_action,
+    member_admin_inline,
+    member_header,
+)
+from members.models import Member
+
+from .errors import InvalidTemplate
+from .models import Channel, Message, MessageTemplate
+from .rendering import template_compile, template_render
+from .selectors import member_message_contexts, sample_context
+from .services import messages_retry, template_render_message
+
+STATUS_COLOURS = {
+    Message.Status.QUEUED: "info",
+    Message.Status.SENDING: "info",
+    Message.Status.SENT: "success",
+    Message.Status.FAILED: "danger",
+    Message.Status.SKIPPED: "warning",
+}
+
+
+class MessageTemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = ("code", "channel", "language", "description", "marketing", "active", "subject", "body")
+
+    def clean(self):
+        cleaned = super().clean()
+        language = cleaned.get("language") or "en"
+        for name in ("subject", "body"):
+            source = cleaned.get(name)
+            if source is None:
+                continue
+            try:
+                template_render(template_compile(source), sample_context(language), language=language)
+            except InvalidTemplate as exc:
+                self.add_error(name, _("This template does not render: %(error)s") % {"error": exc.detail})
+        if cleaned.get("channel") == Channel.EMAIL and not (cleaned.get("subject") or "").strip():
+            self.add_error("subject", _("An email needs a subject."))
+        return cleaned
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(ModelAdmin):
+    form = MessageTemplateForm
+    list_display = ("code", "channel", "language", "description", "marketing", "active", "updated_at", "updated_by")
+    list_select_related = ("updated_by",)
+    list_filter = (
+        ("channel", ChoicesDropdownFilter),
+        ("language", ChoicesDropdownFilter),
+        "marketing",
+        "active",
+    )
+    list_filter_submit = True
+    search_fields = ("code", "subject", "body")
+    readonly_fields = ("preview", "updated_at", "updated_by")
+    fieldsets = (
+        (None, {"fields": ("code", "channel", "language", "description", "marketing", "active")}),
+        (_("Text"), {"fields": ("subject", "body")}),
+        (_("Preview"), {"fields": ("preview",)}),
+        (_("Changes"), {"fields": ("updated_at", "updated_by")}),
+    )
+
+    @display(description=_("preview (sample values)"))
+    def preview(self, obj):
+        if obj is None or obj.pk is None:
+            return _("Save the template to see a preview.")
+        try:
+            subject, body = template_render_message(obj, sample_context(obj.language))
+        except InvalidTemplate as exc:
+            return format_html('<span class="text-red-600">{}</span>', exc.detail)
+        url = reverse("admin:messaging_messagetemplate_preview", args=[obj.pk])
+        return format_html(
+            '{}<pre class="whitespace-pre-wrap font-sans">{}</pre><a class="text-primary-600" href="{}">{}</a>',
+            format_html("<strong>{}</strong><br>", subject) if subject else "",
+            body,
+            url,
+            _("Preview for a member…"),
+        )
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.preview_view)
+        return [
+            path("<path:object_id>/preview/", view, name="messaging_messagetemplate_preview"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, object_id):
+        """The template rendered with one member's values (?member=<storefront customer id>)."""
+        if not request.user.has_perms(["messaging.view_messagetemplate", "members.view_member"]):
+            raise PermissionDenied
+        template = get_object_or_404(MessageTemplate, pk=object_id)
+        external_id = (request.GET.get("member") or "").strip()
+        member = subject = body = error = None
+        if external_id:
+            member = Member.objects.select_related("tier").filter(external_id=external_id).first()
+            if member is None:
+                error = _("No member with this customer id.")
+            else:
+                try:
+                    context = member_message_contexts([member])[member.pk]
+                    subject, body = template_render_message(template, context)
+                except InvalidTemplate as exc:
+                    error = exc.detail
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Preview: %(template)s") % {"template": template},
+            "opts": self.model._meta,
+            "original": template,
+            "template_obj": template,
+            "external_id": external_id,
+            "member": member,
+            "subject": subject,
+            "body": body,
+            "error": error,
+            "change_url": reverse("admin:messaging_messagetemplate_change", args=[template.pk]),
+        }
+        return TemplateResponse(request, "admin/messaging/messagetemplate/preview.html", context)
+
+
+class RetryForm(forms.Form):
+    """Retrying asks for nothing: the confirmation page is the question."""
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyModelAdmin):
+    list_display = (
+        "created_at",
+        "member_display",
+        "template_code",
+        "channel",
+        "status_display",
+        "scheduled_at",
+        "sent_at",
+        "attempts",
+    )
+    list_select_related = ("member",)
+    list_filter = (
+        ("channel", ChoicesDropdownFilter),
+        ("status", ChoicesDropdownFilter),
+        ("skip_reason", ChoicesDropdownFilter),
+        ("template", RelatedDropdownFilter),
+        ("created_at", DayRangeFilter),
+        ("member", AutocompleteSelectFilter),
+    )
+    list_filter_submit = True
+    search_fields = ("member__external_id__exact", "idempotency_key__exact", "source__exact")
+    search_help_text = _("Storefront customer id, idempotency key or source, e.g. campaign:12 (exact).")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    list_per_page = 50
+    actions = ["retry_failed"]
+    fieldsets = (
+        (None, {"fields": ("member", "channel", "recipient", "template", "template_code", "language", "marketing")}),
+        (_("Content"), {"fields": ("subject", "body")}),
+        (
+            _("Delivery"),
+            {"fields": ("status", "skip_reason", "attempts", "error", "scheduled_at", "claimed_at", "sent_at",
+                        "provider_id")},
+        ),
+        (_("Origin"), {"fields": ("source", "idempotency_key", "created_at")}),
+    )
+
+    @display(description=_("member"), header=True, ordering="member__name")
+    def member_display(self, obj):
+        return member_header(obj.member)
+
+    @display(description=_("status"), ordering="status", label=STATUS_COLOURS)
+    def status_display(self, obj):
+        return obj.status, obj.get_status_display()
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("messaging.retry_message")
+
+    @admin.action(description=_("Retry selected failed messages"), permissions=["retry"])
+    def retry_failed(self, request, queryset):
+        def apply(data):
+            ids = list(queryset.filter(status=Message.Status.FAILED).values_list("pk", flat=True))
+            count = messages_retry(message_ids=ids, user=request.user)
+            self.message_user(
+                request, _("%(count)s failed messages queued again.") % {"count": count}, messages.SUCCESS
+            )
+
+        return confirmed_action(
+            self,
+            request,
+            queryset,
+            form_class=RetryForm,
+            title=_("Retry failed messages"),
+            summary=_("%(count)s messages selected. The failed ones are queued again with a fresh set of attempts "
+                      "(after the quiet hours, if it is night); consent is checked again when they are sent."),
+            confirm_label=_("Retry"),
+            apply=apply,
+        )
+
+
+@member_admin_inline
+class MessageInline(MemberHistoryInline):
+    model = Message
+    verbose_name_plural = _("messages")
+    fields = ("created_at", "template_code", "channel", "status", "skip_reason", "scheduled_at", "sent_at")
