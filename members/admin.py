@@ -69,6 +69,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 import config.admin  # noqa: F401
 
 from . import tasks
+from .errors import DomainError
 from .importing import ImportFileError
 from .importing.orders import ERRORS_KEPT_IN_REPORT, orders_import
 from .importing.reading import FIELDS as ORDER_IMPORT_FIELDS
@@ -508,6 +509,41 @@ class MemberAdminForm(forms.ModelForm):
             raise forms.ValidationError(_("A birthday can be corrected here, not removed."))
         return birthday
 
+    def registration(self) -> dict:
+        """The member_register call this form makes: a new member with the fields given, or the changed profile."""
+        data = self.cleaned_data
+        if self.instance.pk:
+            profile = {field: data[field] for field in PROFILE_FIELDS if field in self.changed_data}
+            return {"external_id": self.instance.external_id, "referral_code": None, **profile}
+        # Unticked consents and empty fields on a new member are "not given", not a recorded choice.
+        profile = {field: data[field] for field in PROFILE_FIELDS if data.get(field) not in (None, "", False)}
+        referrer = data.get("referred_by")
+        return {"external_id": data.get("external_id"), "referral_code": referrer.referral_code if referrer else None,
+                **profile}
+
+    def clean(self):
+        """Run the registration in a savepoint that is rolled back, so what the services refuse (a referral from an
+        account with the same email or phone, say) shows on the form instead of failing the save."""
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            with transaction.atomic():
+                member_register(**self.registration())
+                raise _TrialRegistration()
+        except _TrialRegistration:
+            pass
+        except DomainError as error:
+            field = error.field if error.field in self.fields else None
+            if error.field == "referral_code" and "referred_by" in self.fields:
+                field = "referred_by"
+            raise forms.ValidationError({field: str(error.detail)} if field else str(error.detail)) from error
+        return cleaned
+
+
+class _TrialRegistration(Exception):
+    """Rolls back the form's trial registration."""
+
 
 @admin.register(Member)
 class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
@@ -682,19 +718,7 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         """Register (add) or update the profile (change) through `member_register`, like the storefront API."""
-        if change:
-            profile = {field: form.cleaned_data[field] for field in PROFILE_FIELDS if field in form.changed_data}
-            referrer_code = None
-        else:
-            # Unticked consents and empty fields on a new member are "not given", not a recorded choice.
-            profile = {
-                field: form.cleaned_data[field]
-                for field in PROFILE_FIELDS
-                if form.cleaned_data.get(field) not in (None, "", False)
-            }
-            referrer = form.cleaned_data.get("referred_by")
-            referrer_code = referrer.referral_code if referrer else None
-        member, _created = member_register(external_id=obj.external_id, referral_code=referrer_code, **profile)
+        member, _created = member_register(**form.registration())
         obj.pk = member.pk
         obj.refresh_from_db()
         obj._state.adding = False

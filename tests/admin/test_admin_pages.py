@@ -357,6 +357,19 @@ def test_adding_a_member_registers_them_through_the_service(admin_client, admin_
     assert member.email_opt_in and member.consents_updated_at is not None
 
 
+def test_a_referral_the_services_refuse_shows_on_the_add_form_instead_of_failing(admin_client, admin_data):
+    Member.objects.filter(pk=admin_data.pk).update(phone="13700000000")
+
+    response = admin_client.post(
+        admin_url(Member, "add"),
+        {"external_id": "shop-778", "name": "Same Phone", "phone": "13700000000", "referred_by": admin_data.pk},
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["referred_by"]
+    assert not Member.objects.filter(external_id="shop-778").exists()
+
+
 def _member_change_data(client, member, **changes):
     """The change form as the browser posts it, history tables included (view-only: no rows)."""
     response = client.get(change_url(member))
