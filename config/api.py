@@ -1,8 +1,14 @@
 """API plumbing shared by every app: API-key authentication, scope permission, and the one mapping of errors
 to responses. Every error body has the same shape: {"code": stable machine code, "detail": text, "errors": {...}}
 where `errors` (field -> messages) is present for input errors only."""
+import logging
+import threading
+import time
 from datetime import timedelta
 
+import redis
+from django.conf import settings
+from django.core.cache import cache
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -11,9 +17,12 @@ from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 
 from members.errors import Conflict, DomainError, InvalidInput, NotFound
 from members.models import ApiKey
+
+logger = logging.getLogger(__name__)
 
 KEYWORD = "Api-Key"
 # last_used_at is refreshed at most this often, so a busy key costs no write per request.
@@ -75,6 +84,73 @@ class HasApiKeyScope(BasePermission):
         return required is None or api_key.has_scope(required)
 
 
+class ApiKeyRateThrottle(BaseThrottle):
+    """Per-API-key rate limit: at most `ApiKey.rate_limit_per_minute` requests (empty: the setting
+    LOYALTY_API_RATE_LIMIT_PER_MINUTE; 0: unlimited) in each fixed one-minute window; beyond it 429 `throttled` with
+    `Retry-After` (seconds until the window ends).
+
+    The count is one atomic increment: with REDIS_URL set, INCR + EXPIRE in a MULTI/EXEC pipeline on a connection pool
+    shared by the process, so under any concurrency exactly `limit` requests per window pass (DRF's SimpleRateThrottle
+    reads, then writes the cache, and lets extra requests through). Without Redis, Django's cache `incr` (atomic within
+    one process for LocMemCache). Redis unreachable: the request passes (logged), as an outage of the counter must not
+    take the storefront down with it. A fixed window may let up to twice the limit through around a window's edge; that
+    is the price of one key and one round trip per request."""
+
+    WINDOW = 60  # seconds
+    KEY_PREFIX = "loyalty:api-rate"
+
+    def allow_request(self, request, view):
+        api_key = request.auth
+        if not isinstance(api_key, ApiKey):
+            return True  # authentication answers first
+        limit = api_key.rate_limit_per_minute
+        if limit is None:
+            limit = settings.LOYALTY_API_RATE_LIMIT_PER_MINUTE
+        if not limit:
+            return True
+        now = time.time()
+        window = int(now // self.WINDOW)
+        self.retry_after = max(1, int(self.WINDOW - now % self.WINDOW + 0.999))
+        count = rate_count_increment(f"{self.KEY_PREFIX}:{api_key.pk}:{window}", ttl=self.WINDOW + 5)
+        return count <= limit
+
+    def wait(self):
+        return getattr(self, "retry_after", self.WINDOW)
+
+
+_redis_clients: dict[str, redis.Redis] = {}
+_redis_clients_lock = threading.Lock()
+
+
+def redis_client(url: str) -> redis.Redis:
+    """One client (one connection pool) per URL for the life of the process."""
+    client = _redis_clients.get(url)
+    if client is None:
+        with _redis_clients_lock:
+            client = _redis_clients.setdefault(url, redis.Redis.from_url(url, socket_timeout=2))
+    return client
+
+
+def rate_count_increment(key: str, *, ttl: int) -> int:
+    """Add one to the counter `key` (created with a lifetime of `ttl` seconds) and return the new count, atomically."""
+    if settings.REDIS_URL:
+        try:
+            pipe = redis_client(settings.REDIS_URL).pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.expire(key, ttl)  # the window is in the key: re-arming the expiry is harmless
+            count, _expiry_set = pipe.execute()
+        except redis.RedisError:
+            logger.warning("rate limit not enforced: Redis unreachable", exc_info=True)
+            return 0
+        return count
+    cache.add(key, 0, timeout=ttl)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=ttl)
+        return 1
+
+
 DOMAIN_STATUS = (
     (InvalidInput, status.HTTP_400_BAD_REQUEST),
     (NotFound, status.HTTP_404_NOT_FOUND),
@@ -100,7 +176,9 @@ def exception_handler(exc, context):
     from rest_framework.views import exception_handler as drf_exception_handler
 
     if isinstance(exc, DomainError):
-        http_status = next((code for family, code in DOMAIN_STATUS if isinstance(exc, family)), 400)
+        http_status = getattr(exc, "http_status", None) or next(
+            (code for family, code in DOMAIN_STATUS if isinstance(exc, family)), 400
+        )
         body = {"code": exc.code, "detail": str(exc.detail)}
         if exc.field:
             body["errors"] = {exc.field: [str(exc.detail)]}

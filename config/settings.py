@@ -228,12 +228,18 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["config.api.HasApiKeyScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.schema.ApiAutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["config.api.ApiKeyRateThrottle"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
 }
 API_KEY_CUSTOM_HEADER = None  # keys come in "Authorization: Api-Key <key>"
+# Requests per minute per API key unless the key sets its own (ApiKey.rate_limit_per_minute); 0 = unlimited.
+LOYALTY_API_RATE_LIMIT_PER_MINUTE = env.int("LOYALTY_API_RATE_LIMIT_PER_MINUTE", default=600)
+# How long an Idempotency-Key is remembered, and how long a repeat waits for the first request still running.
+LOYALTY_IDEMPOTENCY_TTL_HOURS = env.int("LOYALTY_IDEMPOTENCY_TTL_HOURS", default=24)
+LOYALTY_IDEMPOTENCY_WAIT_SECONDS = env.float("LOYALTY_IDEMPOTENCY_WAIT_SECONDS", default=10)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loyalty CRM storefront API",

@@ -1052,7 +1052,7 @@ class ApiKeyAdminForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ("name", "scopes", "expiry_date", "revoked")
+        fields = ("name", "scopes", "rate_limit_per_minute", "expiry_date", "revoked")
 
 
 @admin.register(ApiKey)
@@ -1065,6 +1065,7 @@ class ApiKeyAdmin(APIKeyModelAdmin, ModelAdmin):
         "name",
         "prefix",
         "scope_list",
+        "rate_limit_per_minute",
         "created",
         "last_used_at",
         "expiry_date",

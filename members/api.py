@@ -7,6 +7,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.idempotency import IdempotentPostMixin
+
 from .models import ActivityStatus, ApiScope, RfmSegment
 from .selectors import member_detail, member_get
 from .services import member_register, order_record, order_refund
@@ -164,7 +166,7 @@ class MemberDetailOutput(serializers.Serializer):
 
 
 
-class MemberRegisterView(APIView):
+class MemberRegisterView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.MEMBERS
 
     @extend_schema_serializer(component_name="MemberRegistration")
@@ -211,7 +213,7 @@ class MemberDetailView(APIView):
         return Response(MemberDetailOutput(member_detail(member)).data)
 
 
-class OrderRecordView(APIView):
+class OrderRecordView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.ORDERS
 
     @extend_schema_serializer(component_name="OrderInput")
@@ -279,7 +281,7 @@ class OrderRecordView(APIView):
         return Response(self.Output(body).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
-class OrderRefundView(APIView):
+class OrderRefundView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.ORDERS
 
     @extend_schema_serializer(component_name="RefundInput")

@@ -299,6 +299,12 @@ class ApiKey(AbstractAPIKey):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, on_delete=models.SET_NULL
     )
+    rate_limit_per_minute = models.PositiveIntegerField(
+        _("rate limit per minute"),
+        null=True,
+        blank=True,
+        help_text=_("Requests this key may make per minute; empty: the default (LOYALTY_API_RATE_LIMIT_PER_MINUTE)."),
+    )
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = _("API key")
@@ -428,3 +434,27 @@ class JobRun(models.Model):
 
     def __str__(self):
         return f"{self.job} · {self.period} · {self.get_status_display()}"
+
+
+class ApiIdempotencyRecord(models.Model):
+    """One `Idempotency-Key` of one API key: the request it was first used with (method, path, SHA-256 of the body)
+    and, once that request finished, the response to replay. `response_status` is null while the first request is
+    still running. Records older than LOYALTY_IDEMPOTENCY_TTL_HOURS count as gone. Written by config.idempotency."""
+
+    api_key = models.ForeignKey(ApiKey, verbose_name=_("API key"), on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(_("idempotency key"), max_length=255)
+    method = models.CharField(_("method"), max_length=10)
+    path = models.CharField(_("path"), max_length=2048)
+    request_hash = models.CharField(_("request SHA-256"), max_length=64)
+    token = models.CharField(_("claim token"), max_length=32, help_text=_("Who inserted the record."))
+    response_status = models.PositiveSmallIntegerField(_("response status"), null=True, blank=True)
+    response_body = models.JSONField(_("response body"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("API idempotency record")
+        verbose_name_plural = _("API idempotency records")
+        constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="api_idempotency_key_once_per_api_key")]
+
+    def __str__(self):
+        return f"{self.api_key_id} · {self.key}"

@@ -10,6 +10,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.idempotency import IdempotentPostMixin
 from members.api import _validated, error_responses
 from members.errors import InvalidInput
 from members.models import ApiScope
@@ -117,7 +118,7 @@ class RedemptionOutput(serializers.ModelSerializer):
         fields = ["id", "member", "reward", "quantity", "points", "status", "voucher_code", "created_at", "points_balance"]
 
 
-class RedemptionCreateView(APIView):
+class RedemptionCreateView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.REDEMPTIONS
 
     @extend_schema_serializer(component_name="RedemptionInput")
@@ -129,8 +130,10 @@ class RedemptionCreateView(APIView):
     @extend_schema(
         operation_id="redemptions_create",
         summary="Redeem a reward with points",
-        description="Needs an `Idempotency-Key` header: the same key again answers 200 with the first redemption "
-        "and spends nothing; the same key with other data is 409 idempotency_conflict. 409 with a code when the "
+        description="Needs an `Idempotency-Key` header (at most 100 characters here): the same key again answers "
+        "the stored first response (with `Idempotent-Replayed: true`) and spends nothing; the same key with other "
+        "data is 422 idempotency_key_reused (409 idempotency_conflict when the key was used through another API "
+        "key or more than 24 hours ago for another redemption). 409 with a code when the "
         "member cannot redeem: insufficient_points, out_of_stock, member_limit_reached, tier_too_low, "
         "reward_unavailable, member_blocked.",
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)],

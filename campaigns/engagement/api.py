@@ -8,6 +8,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.idempotency import IdempotentPostMixin
 from members.api import _validated, error_responses
 from members.models import ApiScope
 from members.selectors import member_get
@@ -101,7 +102,7 @@ class CheckInStatusOutput(serializers.Serializer):
     )
 
 
-class CheckInView(APIView):
+class CheckInView(IdempotentPostMixin, APIView):
     @property
     def required_scope(self):
         # Reading the status is a read; checking in is an engagement write.
@@ -150,7 +151,7 @@ class EventOutput(serializers.ModelSerializer):
         return self.context["created"]
 
 
-class EventCreateView(APIView):
+class EventCreateView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.ENGAGEMENT
 
     @extend_schema_serializer(component_name="MemberEventInput")

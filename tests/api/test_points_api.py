@@ -39,14 +39,17 @@ def test_redemption_answers_201_with_the_voucher_and_the_balance_left(api_client
     assert (body["reward"], body["points"], body["points_balance"], body["status"]) == ("mug", 100, 150, "completed")
 
 
-def test_redemption_replayed_with_the_same_key_answers_200_with_the_same_redemption(api_client, member, reward):
+def test_redemption_replayed_with_the_same_key_answers_the_stored_201_with_the_same_redemption(
+    api_client, member, reward
+):
     earn(member, 250, "a")
 
     first = redeem(api_client, member)
     again = redeem(api_client, member)
 
-    assert (first.status_code, again.status_code) == (201, 200)
-    assert again.json()["id"] == first.json()["id"]
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["points_balance"] == 150
 
 
