@@ -342,6 +342,18 @@ LOYALTY_MEMBER_DETAIL_SECTIONS = [
     "points.selectors.member_detail_points_section",
 ]
 
+# Privacy (members.privacy): a member's data export is assembled from these sections, one function per higher app
+# returning (section name, data); anonymisation calls the anonymisers, each erasing what its app copied of the person.
+LOYALTY_PRIVACY_SECTIONS = [
+    "tiers.privacy.tier_privacy_section",
+    "points.privacy.points_privacy_section",
+    "campaigns.engagement.privacy.engagement_privacy_section",
+    "campaigns.messaging.privacy.messages_privacy_section",
+]
+LOYALTY_PRIVACY_ANONYMISERS = [
+    "campaigns.messaging.privacy.messages_anonymise",
+]
+
 # --- Messages (campaigns.messaging) -------------------------------------------------------------------------------
 # Email goes through Django's backend: EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587. Unset, emails
 # are written to the console (the local demo), so production must set it.

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from campaigns.engagement import api as engagement_api
 from members import api as members_api
+from members import privacy_api
 from points import api as points_api
 from tiers import api as tiers_api
 
@@ -17,6 +18,8 @@ api_v1 = [
         name="member-transactions",
     ),
     path("members/<str:external_id>/points-quote/", points_api.PointsQuoteView.as_view(), name="member-points-quote"),
+    path("members/<str:external_id>/export/", privacy_api.MemberExportView.as_view(), name="member-export"),
+    path("members/<str:external_id>/anonymise/", privacy_api.MemberAnonymiseView.as_view(), name="member-anonymise"),
     path("orders/", members_api.OrderRecordView.as_view(), name="order-record"),
     path("orders/<str:order_id>/refunds/", members_api.OrderRefundView.as_view(), name="order-refund"),
     path("tiers/", tiers_api.TierListView.as_view(), name="tier-list"),

@@ -26,7 +26,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.core.cache import cache
@@ -78,6 +78,7 @@ from .jobs import LEASE, job_enqueue, job_tasks, next_run_of
 from .models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order, Tag
 from .resources import MemberResource, OrderResource, spreadsheet_safe
 from .services import PROFILE_FIELDS, member_register, member_set_blocked
+from .privacy import anonymised_external_id, member_anonymise, member_export, member_is_anonymised
 
 HISTORY_INLINE_ROWS = 20
 
@@ -216,6 +217,12 @@ def member_admin_action(action):
 
 class BlockForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), max_length=200, help_text=_("Recorded in the member's history."))
+
+
+class AnonymiseForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason"), max_length=500, help_text=_("e.g. the erasure request's reference; recorded in the history.")
+    )
 
 
 def member_header(member: Member) -> list[str]:
@@ -594,6 +601,9 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
     inlines = [OrderInline]
 
     actions = ["block_members", "unblock_members"]
+    # Privacy (members.privacy): export needs the change permission; anonymise needs "Can delete member" (the admin
+    # never deletes a member, so that permission is free to mean "may erase a person"; superusers hold it).
+    actions_detail = ["export_data", "anonymise"]
 
     add_fieldsets = (  # Unfold's ModelAdmin shows these on the add page
         (_("Profile"), {"fields": ("external_id", "name", "email", "phone", "birthday", "region")}),
@@ -686,6 +696,51 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
                 message = f"Blocked: {reason}" if blocked else "Unblocked"
                 self.log_change(request, member, message)
         return changed
+
+    def has_export_data_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+    def has_anonymise_permission(self, request, obj=None):
+        return request.user.has_perm("members.delete_member")
+
+    @action(description=_("Export data (JSON)"), url_path="export-data", icon="download", permissions=["export_data"])
+    def export_data(self, request, object_id):
+        member = self.get_object(request, object_id)
+        if member is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        response = HttpResponse(
+            json.dumps(member_export(member=member), ensure_ascii=False, indent=2),
+            content_type="application/json; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="member-{member.pk}.json"'
+        self.log_change(request, member, "Exported data (JSON)")
+        return response
+
+    @action(description=_("Anonymise…"), url_path="anonymise", icon="person_remove", permissions=["anonymise"])
+    def anonymise(self, request, object_id):
+        member = self.get_object(request, object_id)
+        if member is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        change_url = reverse("admin:members_member_change", args=[member.pk])
+        form = AnonymiseForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            member_anonymise(member=member, user=request.user, reason=form.cleaned_data["reason"])
+            self.message_user(
+                request, _("The member is anonymised; their storefront id is now %(id)s.") % {"id": member.external_id},
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Anonymise %(member)s") % {"member": member},
+            "opts": self.opts,
+            "original": member,
+            "form": form,
+            "already": member_is_anonymised(member),
+            "new_external_id": anonymised_external_id(member),
+            "cancel_url": change_url,
+        }
+        return TemplateResponse(request, "admin/members/member/anonymise.html", context)
 
     def get_inlines(self, request, obj):
         return [] if obj is None else self.inlines
