@@ -77,7 +77,7 @@ from .importing.reading import SAMPLE_BYTES, detect_encoding
 from .jobs import LEASE, job_enqueue, job_tasks, next_run_of
 from .models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order, Tag
 from .resources import MemberResource, OrderResource, spreadsheet_safe
-from .services import PROFILE_FIELDS, member_register, member_set_blocked
+from .services import PROFILE_FIELDS, api_key_rotate, member_register, member_set_blocked
 from .privacy import anonymised_external_id, member_anonymise, member_export, member_is_anonymised
 
 HISTORY_INLINE_ROWS = 20
@@ -1096,6 +1096,13 @@ class ImportRunAdmin(ReadOnlyModelAdmin):
 # --- API keys -------------------------------------------------------------------------------------------------------
 
 
+class RotateKeysForm(forms.Form):
+    grace_hours = forms.IntegerField(
+        label=_("Old key valid for (hours)"), min_value=0, max_value=24 * 30, initial=24,
+        help_text=_("Both keys work meanwhile, so the storefront can switch without failed requests."),
+    )
+
+
 class ApiKeyAdminForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         label=capfirst(_("scopes")),
@@ -1134,8 +1141,32 @@ class ApiKeyAdmin(APIKeyModelAdmin, ModelAdmin):
     search_fields = ("name", "prefix")
     date_hierarchy = "created"
     list_per_page = 50
-    fields = ("name", "prefix", "scopes", "expiry_date", "revoked", "created", "last_used_at", "created_by")
-    add_fields = ("name", "scopes", "expiry_date")
+    fields = ("name", "prefix", "scopes", "rate_limit_per_minute", "expiry_date", "revoked", "created",
+              "last_used_at", "created_by")
+    add_fields = ("name", "scopes", "rate_limit_per_minute", "expiry_date")
+    actions = ["rotate_keys"]
+
+    @admin.action(description=_("Rotate selected keys"), permissions=["change"])
+    def rotate_keys(self, request, queryset):
+        def apply(data):
+            grace = timedelta(hours=data["grace_hours"])
+            for api_key in queryset.order_by("pk"):
+                try:
+                    _new, key = api_key_rotate(api_key=api_key, user=request.user, grace=grace)
+                except DomainError as error:
+                    messages.error(request, f"{api_key.name} ({api_key.prefix}): {error.detail}")
+                    continue
+                messages.warning(request, _(
+                    "New API key for “%(name)s”: %(key)s — store it now: it will not be shown again. The old key "
+                    "(%(prefix)s) stops working in %(hours)s hours."
+                ) % {"name": api_key.name, "key": key, "prefix": api_key.prefix, "hours": data["grace_hours"]})
+
+        return confirmed_action(
+            self, request, queryset, form_class=RotateKeysForm, title=_("Rotate API keys"),
+            summary=_("%(count)s keys get a new key each, with the same name, scopes and rate limit; each old key "
+                      "expires after the grace period."),
+            confirm_label=_("Rotate"), apply=apply,
+        )
 
     def get_fields(self, request, obj=None):
         # A key being added has no prefix, dates or author yet: ask only for what staff choose.

@@ -374,3 +374,24 @@ def member_set_blocked(*, member: Member, blocked: bool, reason: str = "") -> bo
         member.blocked_reason = reason[:200] if blocked else ""
         member.save(update_fields=["is_blocked", "blocked_reason", "updated_at"])
         return True
+
+
+def api_key_rotate(*, api_key, user=None, grace: timedelta = timedelta(hours=24)):
+    """Issue a new key with the same name, scopes and rate limit, and let the old one expire after `grace`, so the
+    storefront can switch without a minute of 401s. Returns (new key, the key itself: shown once, never stored).
+    A revoked key cannot be rotated (InvalidInput); rotating an old key again only keeps its earlier expiry."""
+    from .models import ApiKey
+
+    with transaction.atomic():
+        old = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if old.revoked or old.has_expired:
+            raise InvalidInput(_("A revoked or expired key cannot be rotated; create a new key instead."))
+        new, key = ApiKey.objects.create_key(
+            name=old.name, scopes=list(old.scopes), rate_limit_per_minute=old.rate_limit_per_minute,
+            expiry_date=old.expiry_date, created_by=user,
+        )
+        ends = timezone.now() + grace
+        if old.expiry_date is None or old.expiry_date > ends:
+            old.expiry_date = ends
+            old.save(update_fields=["expiry_date"])
+        return new, key
