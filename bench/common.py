@@ -271,3 +271,57 @@ def _looks_numeric(text: str) -> bool:
 def log(message: str) -> None:
     """Progress goes to stderr, so stdout holds only the figures."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- Bulk loads ----------------------------------------------------------------------------------------------------
+
+
+def table_definitions(cursor, name: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The table's unique and foreign-key constraints (name, definition) and its other secondary indexes (name,
+    CREATE INDEX statement): what the load drops and recreates. The primary key and check constraints stay."""
+    cursor.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = %s::regclass AND contype IN ('u', 'f') ORDER BY conname",
+        [name],
+    )
+    constraints = cursor.fetchall()
+    cursor.execute(
+        """SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           WHERE i.indrelid = %s::regclass AND NOT i.indisprimary
+             AND i.indexrelid NOT IN (SELECT conindid FROM pg_constraint WHERE conrelid = %s::regclass)
+           ORDER BY c.relname""",
+        [name, name],
+    )
+    return constraints, cursor.fetchall()
+
+
+def schema_strip(cursor, tables) -> dict:
+    """Drop the tables' secondary indexes and unique/foreign-key constraints (a bulk load runs faster without them);
+    returns their definitions for schema_restore."""
+    saved = {}
+    for name in tables:
+        constraints, indexes = table_definitions(cursor, name)
+        saved[name] = (constraints, indexes)
+        for conname, _definition in constraints:
+            cursor.execute(f'ALTER TABLE {name} DROP CONSTRAINT "{conname}"')
+        for index_name, _definition in indexes:
+            cursor.execute(f'DROP INDEX "{index_name}"')
+    return saved
+
+
+def schema_restore(cursor, saved: dict) -> None:
+    """Recreate what schema_strip dropped (indexes first, then unique constraints, then foreign keys, which PostgreSQL
+    validates in one pass each) and check the tables' definitions are back exactly as migrated."""
+    for name, (constraints, indexes) in saved.items():
+        for index_name, definition in indexes:
+            log(f"load: index {index_name}")
+            cursor.execute(definition)
+        for kind in ("UNIQUE", "FOREIGN KEY"):
+            for conname, definition in constraints:
+                if definition.startswith(kind):
+                    log(f"load: constraint {conname}")
+                    cursor.execute(f'ALTER TABLE {name} ADD CONSTRAINT "{conname}" {definition}')
+    for name, before in saved.items():
+        after = table_definitions(cursor, name)
+        if [list(x) for x in after] != [list(x) for x in before]:
+            raise RuntimeError(f"{name}: indexes or constraints differ after the load:\n{before}\n{after}")

@@ -40,6 +40,8 @@ from bench.common import (
     load_average,
     log,
     machine_description,
+    schema_restore,
+    schema_strip,
     table,
 )
 
@@ -131,46 +133,12 @@ def parse_args(argv=None):
 
 
 def as_of_moment(day: date) -> datetime:
-    from django.utils import timezone
+    from tiers.management.commands.recalculate_tiers import end_of_day
 
-    return timezone.make_aware(datetime.combine(day + timedelta(days=1), datetime.min.time())) - timedelta(
-        microseconds=1
-    )
+    return end_of_day(day)
 
 
 # --- Load -----------------------------------------------------------------------------------------------------------
-
-
-def schema_strip(cursor) -> dict:
-    from bench.tiers import table_definitions
-
-    saved = {}
-    for name in LOADED_TABLES:
-        constraints, indexes = table_definitions(cursor, name)
-        saved[name] = (constraints, indexes)
-        for conname, _definition in constraints:
-            cursor.execute(f'ALTER TABLE {name} DROP CONSTRAINT "{conname}"')
-        for index_name, _definition in indexes:
-            cursor.execute(f'DROP INDEX "{index_name}"')
-    return saved
-
-
-def schema_restore(cursor, saved: dict) -> None:
-    from bench.tiers import table_definitions
-
-    for name, (constraints, indexes) in saved.items():
-        for index_name, definition in indexes:
-            log(f"load: index {index_name}")
-            cursor.execute(definition)
-        for kind in ("UNIQUE", "FOREIGN KEY"):
-            for conname, definition in constraints:
-                if definition.startswith(kind):
-                    log(f"load: constraint {conname}")
-                    cursor.execute(f'ALTER TABLE {name} ADD CONSTRAINT "{conname}" {definition}')
-    for name, before in saved.items():
-        after = table_definitions(cursor, name)
-        if [list(x) for x in after] != [list(x) for x in before]:
-            raise RuntimeError(f"{name}: indexes or constraints differ after the load:\n{before}\n{after}")
 
 
 def data_load(args) -> dict:
@@ -189,7 +157,7 @@ def data_load(args) -> dict:
         cursor.execute("SET work_mem = '512MB'")
         cursor.execute("SET maintenance_work_mem = '1GB'")
         cursor.execute(HELPERS_SQL)
-        saved = schema_strip(cursor)
+        saved = schema_strip(cursor, LOADED_TABLES)
         cursor.execute("SELECT nextval(pg_get_serial_sequence('members_member', 'id'))")
         first = cursor.fetchone()[0]
 
