@@ -11,7 +11,7 @@ from django.utils.translation import ngettext
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import ChoicesDropdownFilter, RelatedDropdownFilter
 from unfold.decorators import display
-from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget
+from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminURLInputWidget
 
 from members.admin import ReadOnlyModelAdmin, confirmed_action
 
@@ -27,6 +27,10 @@ STATUS_COLOURS = {
 
 
 class WebhookSubscriptionForm(forms.ModelForm):
+    url = forms.URLField(
+        label=_("Target URL"), max_length=500, assume_scheme="https", widget=UnfoldAdminURLInputWidget,
+        help_text=_("HTTPS, except for localhost (and anything while DEBUG is on)."),
+    )
     events = forms.MultipleChoiceField(
         label=_("Events"), choices=WebhookEvent.choices, widget=UnfoldAdminCheckboxSelectMultipleWidget,
         help_text=_("What the storefront is told about."),

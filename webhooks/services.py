@@ -3,9 +3,9 @@
 **Emitting.** `webhook_events_emit(event=..., payloads=[(dedupe_key, payload), ...])` writes one WebhookDelivery per
 active subscription to the event, in the caller's transaction: an event is never lost (it commits with the change
 that caused it) and never sent for a change that rolled back. Delivery starts on commit (`transaction.on_commit`):
-a task per delivery for a few, one sweep for a bulk emit. Set-based: one INSERT per 500 deliveries
-(`bulk_create(ignore_conflicts=True)` on the unique (subscription, dedupe_key), so emitting the same domain event
-again adds nothing), whatever the number of subscriptions.
+a task per delivery for a few, one sweep for a bulk emit. Set-based: one query for the keys already emitted and
+one INSERT per 500 deliveries (`bulk_create(ignore_conflicts=True)` on the unique (subscription, dedupe_key), so
+emitting the same domain event again adds nothing), whatever the number of subscriptions.
 
 Cheap when nobody listens: which events have an active subscription is cached (Django's cache, CACHE_SECONDS, cleared
 when a subscription is saved or deleted), so a change nobody subscribed to costs no query at all; otherwise one query
@@ -98,8 +98,8 @@ def _iso(value: datetime | None) -> str | None:
 
 def webhook_events_emit(*, event: str, payloads, now: datetime | None = None, subscription_ids=None) -> int:
     """Queue `event` for every active subscription to it, one delivery per (dedupe_key, payload) of `payloads` (an
-    iterable, read only when someone listens). Call inside the transaction making the change. Returns the deliveries
-    written (a key seen before for a subscription is skipped by the database and not counted apart)."""
+    iterable, read only when someone listens). Call inside the transaction making the change. Returns the new
+    deliveries (a key emitted before to a subscription adds nothing)."""
     if subscription_ids is None:
         subscription_ids = subscriber_ids(event)
     if not subscription_ids:
@@ -114,6 +114,16 @@ def webhook_events_emit(*, event: str, payloads, now: datetime | None = None, su
         for plain in (_plain(payload),)
         for subscription_id in subscription_ids
     ]
+    if not deliveries:
+        return 0
+    # Keys emitted before (a job run again, a replay) are left out, so the count is what is new; a concurrent emit
+    # of the same key in between is skipped by the unique constraint (ignore_conflicts), not duplicated.
+    seen = set(
+        WebhookDelivery.objects.filter(
+            subscription_id__in=subscription_ids, dedupe_key__in={delivery.dedupe_key for delivery in deliveries}
+        ).values_list("subscription_id", "dedupe_key")
+    )
+    deliveries = [d for d in deliveries if (d.subscription_id, d.dedupe_key) not in seen]
     if not deliveries:
         return 0
     WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True, batch_size=INSERT_BATCH)
