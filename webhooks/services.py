@@ -41,7 +41,7 @@ from .models import TEST_EVENT, WebhookDelivery, WebhookEvent, WebhookSubscripti
 logger = logging.getLogger(__name__)
 
 CACHE_KEY = "webhooks:subscribed-events"
-CACHE_SECONDS = 60
+CACHE_SECONDS = 300
 # Up to this many new deliveries each get their own task on commit; more go to one sweep.
 DISPATCH_EACH_MAX = 10
 INSERT_BATCH = 500
