@@ -259,7 +259,8 @@ def points_expiring_emit(
     """points.expiring for members whose points expire within `days` (default LOYALTY_EXPIRY_REMINDER_DAYS, the
     reminder's window), once per member and month of first expiry: the expiry reminder's selection
     (campaigns.messaging.triggers), by ranges of member ids, one transaction each. `after` skips member ids up to it
-    (a resumed job); `on_batch(last_member_id, emitted)` runs in each batch's transaction. Returns deliveries written."""
+    (a resumed job); `on_batch(last_member_id, emitted)` runs in each batch's transaction. Returns the deliveries
+    written."""
     from campaigns.messaging.selectors import last_usable_day
     from members.models import Member
     from points.selectors import live_lots

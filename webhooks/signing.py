@@ -36,7 +36,9 @@ def parse(header: str) -> tuple[int | None, list[str]]:
     return timestamp, signatures
 
 
-def verify(*, secret: str, body: bytes, header: str, tolerance: int = DEFAULT_TOLERANCE, now: float | None = None) -> bool:
+def verify(
+    *, secret: str, body: bytes, header: str, tolerance: int = DEFAULT_TOLERANCE, now: float | None = None
+) -> bool:
     """True when `header` is a valid signature of `body` with `secret`, made at most `tolerance` seconds from `now`.
     Compares in constant time; accepts any of several v1 values (a sender may sign with two secrets)."""
     timestamp, signatures = parse(header)
