@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "campaigns",
     "campaigns.engagement",
     "campaigns.messaging",
+    # Webhooks to the storefront (issue 8): the top layer, fed by the apps above through webhooks.services.
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -378,6 +380,17 @@ LOYALTY_EXPIRY_REMINDER_DAYS = env.int("LOYALTY_EXPIRY_REMINDER_DAYS", default=3
 # Tier-up congratulations go out for upgrades at most this many days old (never for the history before).
 LOYALTY_TIER_UP_MESSAGE_WITHIN_DAYS = 3
 
+# --- Webhooks (webhooks) ------------------------------------------------------------------------------------------
+# Seconds to wait for the storefront's endpoint (connect, then each read) before the attempt counts as failed.
+LOYALTY_WEBHOOK_TIMEOUT = env.float("LOYALTY_WEBHOOK_TIMEOUT", default=5.0)
+# Attempts per delivery before it is given up (failed; staff may redeliver it from the admin).
+LOYALTY_WEBHOOK_MAX_ATTEMPTS = env.int("LOYALTY_WEBHOOK_MAX_ATTEMPTS", default=8)
+# A failed attempt is retried after 30 s, 1, 2, 4... minutes (+ up to 10 % jitter), at most an hour apart.
+LOYALTY_WEBHOOK_RETRY_BACKOFF = env.int("LOYALTY_WEBHOOK_RETRY_BACKOFF", default=30)
+LOYALTY_WEBHOOK_RETRY_BACKOFF_MAX = env.int("LOYALTY_WEBHOOK_RETRY_BACKOFF_MAX", default=60 * 60)
+# A delivery still "delivering" after this many seconds lost its worker: it is sent again.
+LOYALTY_WEBHOOK_DELIVERING_TIMEOUT = 5 * 60
+
 # --- Admin import/export (django-import-export) ------------------------------------------------------------------
 # The formats staff use: spreadsheets, and the CSV/TSV exports shops produce.
 IMPORT_EXPORT_FORMATS = [import_export_formats.CSV, import_export_formats.TSV, import_export_formats.XLSX]
@@ -473,6 +486,21 @@ UNFOLD = {
                         "title": _("Message templates"),
                         "icon": "mail",
                         "link": reverse_lazy("admin:messaging_messagetemplate_changelist"),
+                    },
+                ],
+            },
+            {
+                "title": _("Webhooks"),
+                "items": [
+                    {
+                        "title": _("Webhook subscriptions"),
+                        "icon": "webhook",
+                        "link": reverse_lazy("admin:webhooks_webhooksubscription_changelist"),
+                    },
+                    {
+                        "title": _("Webhook deliveries"),
+                        "icon": "send",
+                        "link": reverse_lazy("admin:webhooks_webhookdelivery_changelist"),
                     },
                 ],
             },

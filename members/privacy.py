@@ -24,6 +24,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from webhooks import services as webhooks
+
 from .errors import InvalidInput
 from .models import Member, Order, OrderRefund
 from .services import configured_hooks, member_lock
@@ -135,6 +137,7 @@ def member_anonymise(*, member: Member, reason: str, user=None, actor: str = "")
         if member_is_anonymised(member):
             return False
         now = timezone.now()
+        storefront_id = member.external_id
         member.external_id = anonymised_external_id(member)
         member.email = ""
         member.phone = ""
@@ -155,6 +158,7 @@ def member_anonymise(*, member: Member, reason: str, user=None, actor: str = "")
         member.tags.clear()
         for anonymiser in configured_hooks("LOYALTY_PRIVACY_ANONYMISERS"):
             anonymiser(member)
+        webhooks.member_anonymised_emit(member=member, external_id=storefront_id)
         if user is not None and user.pk is not None:
             LogEntry.objects.log_actions(
                 user_id=user.pk,

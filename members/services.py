@@ -19,6 +19,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
+from webhooks import services as webhooks
+
 from .errors import (
     InvalidInput,
     InvalidOrder,
@@ -161,7 +163,7 @@ def member_register(
                 if created:
                     member = _member_create(external_id, profile, referral_code, joined_at)
                 else:
-                    _member_update_profile(member, profile)
+                    webhooks.member_updated_emit(member=member, fields=_member_update_profile(member, profile))
                 for handler in configured_hooks("LOYALTY_PROFILE_HANDLERS"):
                     handler(member)
                 return member, created
@@ -171,16 +173,17 @@ def member_register(
     raise AssertionError("unreachable")
 
 
-def _member_update_profile(member: Member, profile: dict) -> None:
+def _member_update_profile(member: Member, profile: dict) -> list[str]:
     changed = [field for field, value in profile.items() if getattr(member, field) != value]
     if not changed:
-        return
+        return changed
     for field in changed:
         setattr(member, field, profile[field])
     if {"email_opt_in", "sms_opt_in"} & set(changed):
         member.consents_updated_at = timezone.now()
         changed.append("consents_updated_at")
     member.save(update_fields=[*changed, "updated_at"])
+    return changed
 
 
 def _member_create(external_id: str, profile: dict, referral_code: str | None, joined_at: datetime | None) -> Member:
@@ -373,6 +376,7 @@ def member_set_blocked(*, member: Member, blocked: bool, reason: str = "") -> bo
         member.is_blocked = blocked
         member.blocked_reason = reason[:200] if blocked else ""
         member.save(update_fields=["is_blocked", "blocked_reason", "updated_at"])
+        webhooks.member_updated_emit(member=member, fields=["is_blocked"])
         return True
 
 

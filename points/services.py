@@ -27,6 +27,7 @@ from django.utils.translation import gettext as _
 from members.errors import InvalidInput
 from members.models import Member
 from members.services import OrderRecorded, OrderRefunded, member_lock
+from webhooks import services as webhooks
 
 from .errors import (
     IdempotencyConflict,
@@ -401,6 +402,7 @@ def reward_redeem(
                 debit=debit,
                 created_at=now,
             )
+            webhooks.redemption_created_emit(redemption=redemption)
             return redemption, True
     except IntegrityError:
         # The same key was used at once for another member (whose lock is not ours): answer from the winner.

@@ -36,6 +36,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from members.services import ORDER_CLOCK_SKEW
+from webhooks import services as webhooks
 
 from .models import Tier, TierChange, TierPolicy
 from .windows import shift_sql, window_bound
@@ -391,7 +392,11 @@ def evaluate_range(
             cursor.execute("SELECT rule, count(*) FROM tier_decision GROUP BY rule")
             rules = dict(cursor.fetchall())
             result.changes.update(rules)
+            mark = webhooks.tier_changes_mark()  # None (no query) when nobody subscribes to member.tier_changed
             _apply_decisions(reference, user_id, now)
+            if mark is not None:  # the TierChanges just written: member.tier_changed, set-based
+                new = TierChange.objects.filter(pk__gt=mark, member_id__gte=lo, member_id__lt=hi)
+                webhooks.tier_changes_emit(changes=new)
             if mode != Mode.NORMAL or not rules.keys() & _CHAINING_RULES:
                 break  # nothing decided can fall due again as of the same moment
         else:

@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from members.errors import InvalidInput
 from members.models import Member
 from members.services import OrderRecorded, OrderRefunded, member_lock
+from webhooks import services as webhooks
 
 from .evaluation import EvaluationResult, Ladder, Mode, ensure_decision_table, evaluate_range
 from .models import GrowthEvent, GrowthRule, Tier, TierChange
@@ -265,6 +266,7 @@ def tier_override(*, member: Member, tier: Tier, reason: str, until: datetime | 
                 "updated_at",
             ]
         )
+        webhooks.tier_change_emit(change=change)
         return change
 
 
@@ -295,6 +297,7 @@ def tier_import(
     member.tier_expires_at = until
     member.tier_grace_until = None
     member.save(update_fields=["tier", "tier_expires_at", "tier_grace_until", "updated_at"])
+    webhooks.tier_change_emit(change=change)  # none inside an import (history_importing)
     return change
 
 

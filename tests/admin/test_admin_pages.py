@@ -31,6 +31,8 @@ from tests.campaigns.campaign_data import campaign_rows
 from tests.campaigns.data import segment_rows
 from tests.engagement.data import engagement_rows
 from tiers.models import GrowthEvent, Tier, TierChange
+from webhooks.models import WebhookSubscription
+from webhooks.services import webhook_test_send
 
 pytestmark = pytest.mark.django_db
 
@@ -68,6 +70,9 @@ def admin_data(member_factory, order_factory):
     message_queue(member=member, template_code="welcome", idempotency_key="admin-data")
     segment_rows(member)  # a tag on the member and a segment (members.Tag, campaigns.Segment)
     campaign_rows(member)  # a campaign with two arms and its grants (campaigns.Campaign, CampaignGrant)
+    # Webhooks: a subscription and a delivery in its log (webhooks.WebhookSubscription, WebhookDelivery).
+    webhook_test_send(subscription=WebhookSubscription.objects.create(name="shop", url="https://shop.example/hooks",
+                                                                      events=["member.updated"]))
     return member
 
 

@@ -1,0 +1,60 @@
+"""Webhook tasks: thin wrappers around webhooks.delivery and webhooks.services.
+
+- `webhooks.deliver(delivery_id)`: queued on commit for each new delivery (a few at a time); with a broker, a failed
+  attempt queues the next one itself after its backoff (low latency), and the sweep below is the safety net.
+- `webhooks.deliver_due`: every minute under beat: retries that are due, deliveries whose worker died, and bulk
+  emits (queued on commit after one).
+- `webhooks.emit_points_expiring`: daily (a JobRun, members.jobs): points.expiring for members whose points expire soon.
+Schedules: webhooks/migrations/0002_schedules.py.
+"""
+from dataclasses import asdict
+
+from celery import shared_task
+from django.utils import timezone
+
+from members.jobs import Job, JobTask, day_period
+
+from .delivery import webhook_deliver, webhooks_deliver_due
+from .models import WebhookDelivery
+from .services import points_expiring_emit
+
+# The sweep stops taking new batches after this many seconds (the next sweep, a minute later, goes on).
+DELIVER_TIME_BUDGET = 50
+# A retry queued by the task itself waits at most this long (below the broker's visibility timeout); a longer
+# backoff is left to the sweep.
+MAX_COUNTDOWN = 60 * 60
+
+
+@shared_task(name="webhooks.deliver", bind=True)
+def deliver(self, delivery_id: int) -> str:
+    outcome = webhook_deliver(delivery_id=delivery_id)
+    if outcome == "retrying" and not (self.request.is_eager or self.request.called_directly):
+        next_at = WebhookDelivery.objects.filter(pk=delivery_id).values_list("next_attempt_at", flat=True).first()
+        if next_at is not None:
+            countdown = max(0, (next_at - timezone.now()).total_seconds())
+            if countdown <= MAX_COUNTDOWN:
+                try:
+                    deliver.apply_async((delivery_id,), countdown=countdown)
+                except Exception:  # noqa: BLE001 - the broker is down: the sweep retries it
+                    pass
+    return outcome
+
+
+@shared_task(name="webhooks.deliver_due", soft_time_limit=10 * 60, time_limit=11 * 60)
+def deliver_due() -> dict:
+    return asdict(webhooks_deliver_due(time_budget=DELIVER_TIME_BUDGET))
+
+
+@shared_task(name="webhooks.emit_points_expiring", base=JobTask, bind=True)
+def emit_points_expiring(self, period: str | None = None, user_id: int | None = None) -> dict:
+    """Daily: points.expiring for members whose points expire soon, once per member and expiry month."""
+
+    def work(job: Job) -> None:
+        points_expiring_emit(
+            now=job.as_of,
+            after=job.cursor,
+            on_batch=lambda last_id, emitted: job.progress(cursor=last_id, counts={"deliveries": emitted}),
+        )
+        job.progress(counts={"deliveries": 0})  # the count shows, zero included
+
+    return self.run_job(period=period or day_period(), work=work, user_id=user_id)
