@@ -129,6 +129,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# The default stays English; the admin's language menu (a cookie, via /i18n/setlang/) and the API's Accept-Language
+# pick another. Strings live in locale/ (README, "Languages": `make messages`, translate, commit .po and .mo).
 LANGUAGE_CODE = env("LANGUAGE_CODE", default="en")
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
@@ -403,6 +405,8 @@ UNFOLD = {
     "SITE_SYMBOL": "loyalty",
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
+    # The language menu (English / 简体中文) under the user menu; it posts to set_language (config.urls, /i18n/).
+    "SHOW_LANGUAGES": True,
     "SIDEBAR": {
         "show_search": True,
         "show_all_applications": True,
