@@ -133,7 +133,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # pick another. Strings live in locale/ (README, "Languages": `make messages`, translate, commit .po and .mo).
 LANGUAGE_CODE = env("LANGUAGE_CODE", default="en")
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+# Ours first; then Unfold's strings, which its package translates into no Chinese (`make messages` keeps both).
+LOCALE_PATHS = [BASE_DIR / "locale", BASE_DIR / "locale" / "vendor"]
 TIME_ZONE = env("TIME_ZONE", default="Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True

@@ -1,8 +1,9 @@
-"""Languages: the Simplified Chinese catalogue is complete and compiled, and the admin and the API switch to it.
+"""Languages: the Simplified Chinese catalogues are complete and compiled, and the admin and the API switch to them.
 
-The catalogue is locale/zh_Hans/LC_MESSAGES/django.po, compiled to django.mo next to it (both committed; `make
-messages` regenerates them). The .po is read here with a few lines of parsing (no polib); the .mo with the standard
-library's gettext.
+Two catalogues, each a .po compiled to the django.mo next to it (both committed; `make messages` regenerates them):
+locale/zh_Hans for every string marked in our code and templates, locale/vendor/zh_Hans for django-unfold's own
+strings (its package ships no Chinese). The .po files are read here with a few lines of parsing (no polib); the .mo
+files with the standard library's gettext.
 """
 import ast
 import gettext
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import unfold
 from django.conf import settings
 from django.urls import reverse
 from django.utils import translation
@@ -20,7 +22,8 @@ from django.utils import translation
 ROOT = Path(settings.BASE_DIR)
 LOCALE_DIR = ROOT / "locale" / "zh_Hans" / "LC_MESSAGES"
 PO_FILE = LOCALE_DIR / "django.po"
-MO_FILE = LOCALE_DIR / "django.mo"
+VENDOR_PO_FILE = ROOT / "locale" / "vendor" / "zh_Hans" / "LC_MESSAGES" / "django.po"
+CATALOGUES = [pytest.param(PO_FILE, id="ours"), pytest.param(VENDOR_PO_FILE, id="unfold")]
 # What `make messages` leaves out (the Makefile's MESSAGES_IGNORE): no strings for users there.
 NOT_SCANNED = (".venv", "bench", "tests", "var", "staticfiles", "node_modules", "locale", ".git")
 
@@ -106,33 +109,37 @@ def _default_language_afterwards():
 # --- The catalogue --------------------------------------------------------------------------------------------------
 
 
-def test_the_catalogue_has_no_untranslated_entry():
-    entries = [entry for entry in po_entries(PO_FILE) if not entry["obsolete"]]
-    assert len(entries) > 500  # the whole product, not a sample
+@pytest.mark.parametrize("po_file", CATALOGUES)
+def test_the_catalogue_has_no_untranslated_entry(po_file):
+    entries = [entry for entry in po_entries(po_file) if not entry["obsolete"]]
+    assert len(entries) > 100  # the whole product (or package), not a sample
 
     untranslated = [entry["msgid"] for entry in entries if not all(entry["msgstr"].values())]
 
     assert untranslated == []
 
 
-def test_the_catalogue_has_no_fuzzy_entry():
-    fuzzy = [entry["msgid"] for entry in po_entries(PO_FILE) if "fuzzy" in entry["flags"]]
+@pytest.mark.parametrize("po_file", CATALOGUES)
+def test_the_catalogue_has_no_fuzzy_entry(po_file):
+    fuzzy = [entry["msgid"] for entry in po_entries(po_file) if "fuzzy" in entry["flags"]]
 
     assert fuzzy == []
 
 
-def test_the_catalogue_header_declares_utf8_and_one_plural_form():
-    header = PO_FILE.read_text(encoding="utf-8").split("\n\n", 1)[0]
+@pytest.mark.parametrize("po_file", CATALOGUES)
+def test_the_catalogue_header_declares_utf8_and_one_plural_form(po_file):
+    header = po_file.read_text(encoding="utf-8").split("\n\n", 1)[0]
 
     assert "charset=UTF-8" in header
     assert "Plural-Forms: nplurals=1; plural=0;" in header
     assert "#, fuzzy" not in header  # msgfmt would ignore a fuzzy header, and its charset with it
 
 
-def test_every_translation_keeps_the_placeholders_of_its_source():
+@pytest.mark.parametrize("po_file", CATALOGUES)
+def test_every_translation_keeps_the_placeholders_of_its_source(po_file):
     placeholder = re.compile(r"%\([a-z_]+\)[-+ #0]*\d*[sdrif]|%%|\{[a-z_]*\}|<[^>]+>")
     differing = []
-    for entry in po_entries(PO_FILE):
+    for entry in po_entries(po_file):
         sources = [entry["msgid"], entry.get("msgid_plural", entry["msgid"])]
         wanted = sorted(placeholder.findall(sources[-1]))
         for text in entry["msgstr"].values():
@@ -142,39 +149,64 @@ def test_every_translation_keeps_the_placeholders_of_its_source():
     assert differing == []
 
 
-def test_the_compiled_catalogue_holds_exactly_the_translations_of_the_po():
+@pytest.mark.parametrize("po_file", CATALOGUES)
+def test_the_compiled_catalogue_holds_exactly_the_translations_of_the_po(po_file):
     """The committed .mo is up to date: compiled from the committed .po, nothing more, nothing less."""
-    assert mo_catalogue(MO_FILE) == expected_mo_catalogue(po_entries(PO_FILE))
+    assert mo_catalogue(po_file.with_suffix(".mo")) == expected_mo_catalogue(po_entries(po_file))
 
 
 @pytest.mark.skipif(MSGFMT is None, reason=NO_MSGFMT)
-def test_the_po_compiles_with_msgfmt_check_to_the_committed_mo(tmp_path):
+@pytest.mark.parametrize("po_file", CATALOGUES)
+def test_the_po_compiles_with_msgfmt_check_to_the_committed_mo(po_file, tmp_path):
     compiled = tmp_path / "django.mo"
 
-    result = subprocess.run([MSGFMT, "--check", "-o", str(compiled), str(PO_FILE)], capture_output=True, text=True)
+    result = subprocess.run([MSGFMT, "--check", "-o", str(compiled), str(po_file)], capture_output=True, text=True)
 
     assert result.returncode == 0, result.stderr
-    assert mo_catalogue(compiled) == mo_catalogue(MO_FILE)
+    assert mo_catalogue(compiled) == mo_catalogue(po_file.with_suffix(".mo"))
+
+
+def extracted_strings(source: Path, *ignore: str) -> set[tuple]:
+    """What `makemessages` finds in `source` (a copy: it writes source/locale), as catalogue keys. Run without
+    settings, so it writes only under its working directory (settings would add LOCALE_PATHS, the committed
+    catalogues)."""
+    (source / "locale").mkdir()
+    env = {"PATH": str(Path(XGETTEXT).parent), "LANG": "C.UTF-8"}
+    command = [sys.executable, "-m", "django", "makemessages", "--locale", "zh_Hans", "--no-location"]
+    command += [f"--ignore={pattern}" for pattern in ignore]
+    result = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return {catalogue_key(entry) for entry in po_entries(source / "locale/zh_Hans/LC_MESSAGES/django.po")}
+
+
+def catalogue_keys(po_file: Path) -> set[tuple]:
+    return {catalogue_key(entry) for entry in po_entries(po_file) if not entry["obsolete"]}
 
 
 @pytest.mark.skipif(XGETTEXT is None, reason=NO_XGETTEXT)
 def test_every_string_marked_for_translation_is_in_the_catalogue(tmp_path):
-    """`makemessages` run afresh on a copy of the code (so the committed catalogue is not touched) finds no string
-    that the catalogue lacks: a new _() or {% translate %} fails here until `make messages` and a translation."""
+    """`makemessages` run afresh on a copy of the code finds no string that the catalogue lacks: a new _() or
+    {% translate %} fails here until `make messages` and a translation."""
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SCANNED), symlinks=True)
-    (source / "locale").mkdir()
-    # Without settings makemessages writes only under the working directory (settings would add LOCALE_PATHS,
-    # the committed catalogue).
-    env = {"PATH": str(Path(XGETTEXT).parent), "PYTHONPATH": str(source), "LANG": "C.UTF-8"}
-    command = [sys.executable, "-m", "django", "makemessages", "--locale", "zh_Hans", "--no-location"]
-    result = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    extracted = {catalogue_key(entry) for entry in po_entries(source / "locale/zh_Hans/LC_MESSAGES/django.po")}
-    catalogue = {catalogue_key(entry) for entry in po_entries(PO_FILE) if not entry["obsolete"]}
+
+    extracted = extracted_strings(source)
 
     assert len(extracted) > 500
-    assert sorted(extracted - catalogue, key=str) == []
+    assert sorted(extracted - catalogue_keys(PO_FILE), key=str) == []
+
+
+@pytest.mark.skipif(XGETTEXT is None, reason=NO_XGETTEXT)
+def test_every_string_of_the_installed_unfold_is_in_the_vendor_catalogue(tmp_path):
+    """After an upgrade of django-unfold, its new strings fail here until `make messages` and a translation."""
+    source = tmp_path / "unfold-source"
+    source.mkdir()
+    shutil.copytree(Path(unfold.__file__).parent, source / "unfold")
+
+    extracted = extracted_strings(source, "unfold/static/*")
+
+    assert len(extracted) > 100
+    assert sorted(extracted - catalogue_keys(VENDOR_PO_FILE), key=str) == []
 
 
 # --- Switching: the admin ------------------------------------------------------------------------------------------
@@ -211,6 +243,17 @@ def test_the_admin_index_renders_in_chinese_after_switching_through_set_language
     assert "积分流水" in page  # the sidebar (our catalogue)
     assert "会员" in page
     assert "Points ledger" not in page
+
+
+def test_unfold_s_own_admin_texts_are_chinese_after_switching(admin_client):
+    """Unfold ships no Chinese: its strings come from locale/vendor."""
+    switch_language(admin_client, "zh-hans")
+
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert "所有应用" in page  # "All applications"
+    assert "搜索应用和模型…" in page  # "Search apps and models..."
+    assert "All applications" not in page
 
 
 def test_a_member_change_page_renders_in_chinese_after_switching(admin_client, member):
