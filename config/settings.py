@@ -131,9 +131,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# The default stays English; the admin's language menu (a cookie, via /i18n/setlang/) and the API's Accept-Language
+# pick another. Strings live in locale/ (README, "Languages": `make messages`, translate, commit .po and .mo).
 LANGUAGE_CODE = env("LANGUAGE_CODE", default="en")
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+# Ours first; then Unfold's strings, which its package translates into no Chinese (`make messages` keeps both).
+LOCALE_PATHS = [BASE_DIR / "locale", BASE_DIR / "locale" / "vendor"]
 TIME_ZONE = env("TIME_ZONE", default="Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True
@@ -416,6 +419,8 @@ UNFOLD = {
     "SITE_SYMBOL": "loyalty",
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
+    # The language menu (English / 简体中文) under the user menu; it posts to set_language (config.urls, /i18n/).
+    "SHOW_LANGUAGES": True,
     "SIDEBAR": {
         "show_search": True,
         "show_all_applications": True,

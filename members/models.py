@@ -380,7 +380,7 @@ class ImportRowError(models.Model):
         indexes = [models.Index(fields=["run", "line"], name="import_error_run_line_idx")]
 
     def __str__(self):
-        return f"line {self.line}: {self.reason}"
+        return _("line %(line)s: %(reason)s") % {"line": self.line, "reason": self.reason}
 
 
 class ImportRunMember(models.Model):

@@ -3,6 +3,7 @@ Thin views: validate, call one service or selector, serialise."""
 from decimal import Decimal
 
 import django_filters
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import generics, serializers, status
@@ -143,7 +144,7 @@ class RedemptionCreateView(IdempotentPostMixin, APIView):
     def post(self, request):
         key = (request.headers.get("Idempotency-Key") or "").strip()
         if not key or len(key) > 100:
-            raise InvalidInput("Send an Idempotency-Key header (1 to 100 characters).", field="Idempotency-Key")
+            raise InvalidInput(_("Send an Idempotency-Key header (1 to 100 characters)."), field="Idempotency-Key")
         data = _validated(self.Input, request.data)
         member = member_get(external_id=data["member"])
         redemption, created = reward_redeem(

@@ -149,7 +149,7 @@ class PointsAllocation(models.Model):
         constraints = [models.CheckConstraint(condition=~Q(points=0), name="points_allocation_non_zero")]
 
     def __str__(self):
-        return f"{self.points:+d} on lot {self.lot_id}"
+        return _("%(points)+d on lot %(lot)s") % {"points": self.points, "lot": self.lot_id}
 
 
 class PointsPolicy(models.Model):

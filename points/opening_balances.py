@@ -55,6 +55,7 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from members.errors import DomainError
 from members.importing.orders import ImportProgress, ImportReport, StrictStop, file_sha256
@@ -276,7 +277,8 @@ def balances_import(
                           header_names=HEADER_NAMES)
     if "points" not in layout.columns and "tier" not in layout.columns:
         raise ImportFileError(
-            f"No column for points or tier (headers: {', '.join(layout.headers)}); name one with --map SRC=FIELD."
+            _("No column for points or tier (headers: %(headers)s); name one with --map SRC=FIELD.")
+            % {"headers": ", ".join(layout.headers)}
         )
     now = timezone.now()
     context = _Context(sha256=file_sha256(path), mode=mode, now=now, file_name=(file_name or path.name)[:255],

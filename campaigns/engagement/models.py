@@ -267,7 +267,8 @@ class CheckIn(models.Model):
         indexes = [models.Index(fields=["day"], name="checkin_day_idx")]
 
     def __str__(self):
-        return f"{self.member_id} · {self.day} · day {self.streak}"
+        return _("%(member)s · %(day)s · day %(streak)s") % {
+            "member": self.member_id, "day": self.day, "streak": self.streak}
 
 
 # --- Rewarded events (reviews, shares...) ---------------------------------------------------------------------------

@@ -127,6 +127,7 @@ def coupon_terms(
     elif value <= 0:
         raise InvalidCoupon(_("A coupon's value must be positive."), field="value")
     if kind == Coupon.Kind.PERCENT and value > 100:
+        # xgettext:no-python-format
         raise InvalidCoupon(_("A percent coupon takes at most 100% off."), field="value")
     if min_spend < 0:
         raise InvalidCoupon(_("The minimum spend cannot be negative."), field="min_spend")

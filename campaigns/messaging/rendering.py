@@ -13,6 +13,7 @@ from django.contrib.humanize.templatetags import humanize
 from django.template import Context, Engine, Library, Template, TemplateSyntaxError
 from django.template import defaultfilters, defaulttags
 from django.utils import translation
+from django.utils.translation import gettext as _
 
 from .errors import InvalidTemplate
 
@@ -52,7 +53,7 @@ def message_engine() -> MessageEngine:
 def template_compile(source: str) -> Template:
     """Compile a template text, or raise InvalidTemplate saying what is wrong."""
     if len(source or "") > MAX_TEMPLATE_CHARS:
-        raise InvalidTemplate(f"The template is longer than {MAX_TEMPLATE_CHARS} characters.")
+        raise InvalidTemplate(_("The template is longer than %(limit)s characters.") % {"limit": MAX_TEMPLATE_CHARS})
     try:
         return Template(source or "", engine=message_engine())
     except TemplateSyntaxError as exc:

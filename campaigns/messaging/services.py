@@ -46,6 +46,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from members.models import Member
 from members.services import is_history_import
@@ -191,7 +192,7 @@ def template_render_message(template: MessageTemplate, context: dict, *, compile
 def _templates(code: str) -> dict:
     templates = message_templates(code)
     if not templates and not MessageTemplate.objects.filter(code=code).exists():
-        raise TemplateNotFound(f"No message template with the code {code!r}.")
+        raise TemplateNotFound(_("No message template with the code %(code)r.") % {"code": code})
     return templates
 
 
@@ -269,7 +270,7 @@ def message_queue(
     members.services.history_importing() (an import brings over the past) it is a dry run: the past is not news."""
     dry_run = dry_run or is_history_import()
     if channel is not None and channel not in Channel.values:
-        raise UnknownChannel(f"Unknown channel {channel!r}.")
+        raise UnknownChannel(_("Unknown channel %(channel)r.") % {"channel": channel})
     existing = Message.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
         return existing
@@ -355,7 +356,7 @@ def messages_queue_rows(
     members.services.history_importing()."""
     dry_run = dry_run or is_history_import()
     if channel is not None and channel not in Channel.values:
-        raise UnknownChannel(f"Unknown channel {channel!r}.")
+        raise UnknownChannel(_("Unknown channel %(channel)r.") % {"channel": channel})
     result = QueueResult()
     if not rows:
         return result

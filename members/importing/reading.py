@@ -19,6 +19,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ..services import ORDER_CLOCK_SKEW
 
@@ -99,7 +100,7 @@ def detect_encoding(sample: bytes) -> str:
         sample.decode("gb18030")
         return "gb18030"
     except UnicodeDecodeError:
-        raise ImportFileError("The file is neither UTF-8 nor GBK/GB18030; give --encoding.") from None
+        raise ImportFileError(_("The file is neither UTF-8 nor GBK/GB18030; give --encoding.")) from None
 
 
 def map_headers(
@@ -120,7 +121,8 @@ def map_headers(
     overrides = {_normalise_header(src): target for src, target in (overrides or {}).items()}
     for target in overrides.values():
         if target not in fields:
-            raise ImportFileError(f"--map: unknown field {target!r}; fields are {', '.join(fields)}.")
+            raise ImportFileError(_("--map: unknown field %(target)r; fields are %(fields)s.")
+                                  % {"target": target, "fields": ", ".join(fields)})
     mapping: dict[str, int] = {}
     candidates: dict[str, list[str]] = {}
     for index, header in enumerate(headers):
@@ -135,13 +137,14 @@ def map_headers(
     for target, headers_seen in candidates.items():
         if not any(_normalise_header(h) in overrides for h in headers_seen):
             raise ImportFileError(
-                f"Columns {', '.join(repr(h) for h in headers_seen)} could all be {target}; choose one with "
-                f"--map '{headers_seen[0]}={target}'."
+                _("Columns %(columns)s could all be %(target)s; choose one with --map '%(first)s=%(target)s'.")
+                % {"columns": ", ".join(repr(h) for h in headers_seen), "target": target, "first": headers_seen[0]}
             )
     missing = [name for name in required if name not in mapping]
     if missing:
         raise ImportFileError(
-            f"No column for {', '.join(missing)} (headers: {', '.join(headers)}); name it with --map SRC=FIELD."
+            _("No column for %(missing)s (headers: %(headers)s); name it with --map SRC=FIELD.")
+            % {"missing": ", ".join(missing), "headers": ", ".join(headers)}
         )
     return mapping
 
@@ -256,18 +259,18 @@ def inspect_file(
     data_offset = len(raw_sample) if raw_header_end < 0 else raw_header_end + 1
     sample = raw_sample.replace(b"\x00", b"")
     if not sample.strip():
-        raise ImportFileError("The file is empty.")
+        raise ImportFileError(_("The file is empty."))
     encoding = detect_encoding(sample) if encoding == "auto" else encoding
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise ImportFileError(f"Unknown encoding {encoding!r}.") from None
+        raise ImportFileError(_("Unknown encoding %(encoding)r.") % {"encoding": encoding}) from None
     header_end = sample.find(b"\n")
     header_bytes = sample if header_end < 0 else sample[: header_end + 1]
     try:
         header_text = header_bytes.decode(encoding).lstrip("\ufeff")
     except UnicodeDecodeError:
-        raise ImportFileError(f"The file is not {encoding}; give --encoding.") from None
+        raise ImportFileError(_("The file is not %(encoding)s; give --encoding.") % {"encoding": encoding}) from None
     try:
         delimiter = csv.Sniffer().sniff(header_text, delimiters=",;\t|").delimiter
     except csv.Error:
