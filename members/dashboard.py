@@ -36,8 +36,8 @@ from decimal import Decimal
 from typing import Callable
 
 from dateutil.relativedelta import relativedelta
-from django.db.models import Avg, Case, Count, DateTimeField, Exists, ExpressionWrapper, F, IntegerField, OuterRef
-from django.db.models import Q, Sum, Value, When
+from django.db.models import Avg, Case, Count, DateTimeField, DurationField, Exists, ExpressionWrapper, F
+from django.db.models import IntegerField, OuterRef, Q, Sum, Value, When
 from django.db.models.functions import Cast, TruncMonth
 from django.utils import timezone
 from django.utils.dateparse import parse_date
@@ -352,13 +352,14 @@ def campaign_results(period: Period) -> list[dict]:
         placed_at__lt=OuterRef("window_end"),
         status__in=PAID_STATUSES,
     )
+    # Wrapped as a duration, so SQLite adds it to a datetime as one (PostgreSQL: an interval).
+    days = ExpressionWrapper(
+        Cast("campaign__conversion_days", IntegerField()) * Value(timedelta(days=1)), output_field=DurationField()
+    )
     rows = (
         CampaignGrant.objects.filter(campaign__in=launched)
         .annotate(
-            window_end=ExpressionWrapper(
-                F("granted_at") + Cast("campaign__conversion_days", IntegerField()) * Value(timedelta(days=1)),
-                output_field=DateTimeField(),
-            ),
+            window_end=ExpressionWrapper(F("granted_at") + days, output_field=DateTimeField()),
             converted=Case(When(Exists(converted), then=Value(1)), default=Value(0), output_field=IntegerField()),
         )
         .order_by()
