@@ -183,7 +183,9 @@ def members_by_activity(period: Period) -> list[dict]:
         Member.objects.order_by().values("activity_status").annotate(members=Count("id"))
         .values_list("activity_status", "members")
     )
-    return [{"status": str(label), "code": code, "members": counts.get(code, 0)} for code, label in ActivityStatus.choices]
+    return [
+        {"status": str(label), "code": code, "members": counts.get(code, 0)} for code, label in ActivityStatus.choices
+    ]
 
 
 def lifetime_value_by_tier(period: Period) -> list[dict]:
