@@ -604,6 +604,8 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
     # Privacy (members.privacy): export needs the change permission; anonymise needs "Can delete member" (the admin
     # never deletes a member, so that permission is free to mean "may erase a person"; superusers hold it).
     actions_detail = ["export_data", "anonymise"]
+    # The member 360 above the form: header, quick actions, timeline (members.dashboard.member_360).
+    change_form_outer_before_template = "admin/members/member/member_360.html"
 
     add_fieldsets = (  # Unfold's ModelAdmin shows these on the add page
         (_("Profile"), {"fields": ("external_id", "name", "email", "phone", "birthday", "region")}),

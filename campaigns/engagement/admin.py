@@ -1,6 +1,8 @@
 """Admin for engagement (django-unfold): coupons (granted and revoked through the services), the check-in, referral
 and event rules, badges; check-ins, referrals, member events and awarded badges are history written by services,
 shown read-only. On the member page: the member's coupons and badges."""
+import uuid
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
@@ -21,7 +23,9 @@ from members.admin import (
     DayRangeFilter,
     MemberHistoryInline,
     ReadOnlyModelAdmin,
+    MemberAdmin,
     confirmed_action,
+    member_admin_action,
     member_admin_inline,
     member_header,
 )
@@ -187,6 +191,74 @@ class CouponAdmin(ModelAdmin):
             apply=apply,
         )
 
+
+
+class GrantCouponForm(forms.Form):
+    kind = forms.ChoiceField(label=_("Kind"), choices=Coupon.Kind.choices)
+    value = forms.DecimalField(
+        label=_("Value"), max_digits=12, decimal_places=2, initial=0,
+        help_text=_("Amount off (currency) or percent off (1-100); 0 for free shipping."),
+    )
+    min_spend = forms.DecimalField(label=_("Minimum spend"), max_digits=12, decimal_places=2, initial=0)
+    valid_days = forms.IntegerField(
+        label=_("Valid for (days)"), min_value=1, required=False, help_text=_("Empty: never expires.")
+    )
+    reason = forms.CharField(
+        label=_("Reason"), max_length=50, help_text=_("Recorded as the coupon's source, with your name.")
+    )
+    # One token per form shown: a double-submitted confirmation grants once.
+    token = forms.CharField(widget=forms.HiddenInput, initial=lambda: uuid.uuid4().hex)
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            coupon_terms(kind=data["kind"], value=data["value"], min_spend=data["min_spend"],
+                         valid_days=data.get("valid_days"))
+        except DomainError as error:
+            self.add_error(error.field if error.field in self.fields else None, str(error.detail))
+        return data
+
+
+@member_admin_action
+@admin.action(description=_("Grant a coupon"), permissions=["grant_coupon"])
+def grant_coupon(modeladmin, request, queryset):
+    """The member list's (and the member 360 page's) way to give selected members a coupon, through `coupon_grant`:
+    the same terms checks as the coupon form, the staff user recorded as its creator."""
+
+    def apply(data):
+        granted = 0
+        for member in queryset.order_by("pk").iterator(chunk_size=500):
+            try:
+                _coupon, created = coupon_grant(
+                    member=member, kind=data["kind"], value=data["value"], min_spend=data["min_spend"],
+                    valid_days=data.get("valid_days"), source=f"admin: {data['reason']}",
+                    idempotency_key=f"admin-grant:{data['token']}:{member.pk}", created_by=request.user,
+                )
+            except DomainError as error:
+                modeladmin.message_user(request, f"{member}: {error.detail}", messages.ERROR)
+                continue
+            granted += created
+        modeladmin.message_user(request, _("%(count)s coupons granted.") % {"count": granted}, messages.SUCCESS)
+
+    return confirmed_action(
+        modeladmin,
+        request,
+        queryset,
+        form_class=GrantCouponForm,
+        title=_("Grant a coupon"),
+        summary=_("%(count)s members selected. Each gets one single-use coupon with a new code."),
+        confirm_label=_("Grant coupon"),
+        apply=apply,
+    )
+
+
+def _has_grant_coupon_permission(self, request):
+    return request.user.has_perm("engagement.add_coupon")
+
+
+MemberAdmin.has_grant_coupon_permission = _has_grant_coupon_permission
 
 # --- Referrals ----------------------------------------------------------------------------------------------------
 
