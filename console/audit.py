@@ -174,19 +174,22 @@ class AuditedAdminMixin:
 
     # --- saves ---
 
-    def save_model(self, request, obj, form, change):
-        before = snapshot_from_db(type(obj), obj.pk) if change else None
-        super().save_model(request, obj, form, change)
-        pending = request.__dict__.setdefault("_audit_pending_saves", {})
-        pending[(type(obj), obj.pk)] = (obj, before, change)
+    # The admin saves in three steps, in its change form and in list_editable rows alike: save_form (the object
+    # built, not saved yet: the database still holds the values before), save_model (often overridden to call a
+    # service), save_related (many-to-many and inlines). The "before" is read at the first, the "after" at the last.
+
+    def save_form(self, request, form, change):
+        before = snapshot_from_db(form._meta.model, form.instance.pk) if change else None
+        obj = super().save_form(request, form, change)
+        request.__dict__.setdefault("_audit_before", {})[id(form)] = before
+        return obj
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
-        pending = request.__dict__.get("_audit_pending_saves", {})
-        entry = pending.pop((type(form.instance), form.instance.pk), None)
-        if entry is None:
+        pending = request.__dict__.get("_audit_before", {})
+        if id(form) not in pending:
             return
-        obj, before, change = entry
+        before, obj = pending.pop(id(form)), form.instance
         after = snapshot_from_db(type(obj), obj.pk)
         changes = diff(before, after, self.audit_masked_fields)
         changes.update(_inline_changes(formsets, self.audit_masked_fields))
