@@ -8,7 +8,7 @@
 - an admin action that changes domain state: one entry per selected object, with the action's name and the data its
   confirmation form took (amount, reason...). Actions that only read (exports) are listed in `audit_exempt_actions`.
   Actions that show a confirmation page (members.admin.confirmed_action) are recorded when confirmed, not when the
-  page is shown: confirmed_action marks the request (AUDIT_CONFIRMATION_SHOWN, AUDIT_ACTION_DATA).
+  page is shown: confirmed_action marks the request (AUDIT_CONFIRMATION_SHOWN, AUDIT_ACTION_DATA, AUDIT_ACTION_PKS).
 
 Sensitive fields (hashes, secrets, passwords, tokens, and an admin's `audit_masked_fields`) are masked: the entry
 says the field changed, never its value.
@@ -28,6 +28,7 @@ MASKED_NAME_PARTS = ("hash", "secret", "password", "token")
 # Request attributes set by members.admin.confirmed_action.
 AUDIT_CONFIRMATION_SHOWN = "_audit_confirmation_shown"
 AUDIT_ACTION_DATA = "_audit_action_data"
+AUDIT_ACTION_PKS = "_audit_action_pks"
 # Form fields that are plumbing, not a staff choice.
 ACTION_DATA_IGNORED = {"token", "confirmed"}
 BATCH = 1000
@@ -228,12 +229,19 @@ class AuditedAdminMixin:
 
     def _audited_action(self, func, name):
         def run(modeladmin, request, queryset):
-            pks = list(queryset.values_list("pk", flat=True))
+            # The objects are the selection before the action ran: "select all" is a filter, and an action may move
+            # objects out of it (unblocking the blocked). A confirmed action hands its selection over itself
+            # (AUDIT_ACTION_PKS); a selection by ticked rows is a list of ids that does not move.
+            across = request.POST.get("select_across") == "1" and request.POST.get("confirmed") != "yes"
+            pks = list(queryset.values_list("pk", flat=True)) if across else None
             response = func(modeladmin, request, queryset)
             if request.__dict__.pop(AUDIT_CONFIRMATION_SHOWN, False):
                 return response  # only the confirmation page was shown: nothing happened yet
             data = request.__dict__.pop(AUDIT_ACTION_DATA, None)
-            audit_action_record(model=queryset.model, pks=pks, actor=request.user, action_name=name, data=data)
+            selected = request.__dict__.pop(AUDIT_ACTION_PKS, None)
+            if selected is None:
+                selected = pks if pks is not None else list(queryset.values_list("pk", flat=True))
+            audit_action_record(model=queryset.model, pks=selected, actor=request.user, action_name=name, data=data)
             return response
 
         run.__name__ = getattr(func, "__name__", name)

@@ -67,7 +67,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 
 # Staff users and roles in Unfold's skin; `config` is not an app, so its admin module is imported from here.
 import config.admin  # noqa: F401
-from console.audit import AUDIT_ACTION_DATA, AUDIT_CONFIRMATION_SHOWN, AuditedAdminMixin
+from console.audit import AUDIT_ACTION_DATA, AUDIT_ACTION_PKS, AUDIT_CONFIRMATION_SHOWN, AuditedAdminMixin
 
 from . import tasks
 from .errors import DomainError
@@ -191,6 +191,7 @@ def confirmed_action(modeladmin, request, queryset, *, form_class, title, summar
         if form.is_valid():
             # The audit log (console.audit) records the action with the data it was confirmed with.
             setattr(request, AUDIT_ACTION_DATA, form.cleaned_data)
+            setattr(request, AUDIT_ACTION_PKS, list(queryset.values_list("pk", flat=True)))
             return apply(form.cleaned_data)
     else:
         form = form_class()

@@ -241,3 +241,18 @@ def test_an_inline_row_changed_with_its_page_is_recorded_on_the_parent(admin_cli
     assert [value for key, value in changes.items() if key.endswith(": daily_cap")] == [
         [None if rule.daily_cap is None else str(rule.daily_cap), str((rule.daily_cap or 0) + 7)]
     ]
+
+
+def test_an_action_on_every_row_of_a_filter_records_the_rows_it_changed(admin_client, member_factory):
+    blocked = [member_factory(), member_factory()]
+    member_factory()  # not blocked: outside the filter
+    Member.objects.filter(pk__in=[m.pk for m in blocked]).update(is_blocked=True)
+
+    admin_client.post(f"{MEMBERS}?is_blocked=True", {
+        "action": "unblock_members", "select_across": "1", "index": "0",
+        helpers.ACTION_CHECKBOX_NAME: [blocked[0].pk],
+    })
+
+    assert not Member.objects.filter(is_blocked=True).exists()
+    recorded = AuditEntry.objects.filter(action_name="unblock_members")
+    assert sorted(recorded.values_list("object_id", flat=True)) == sorted(str(m.pk) for m in blocked)
