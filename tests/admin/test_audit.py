@@ -230,13 +230,14 @@ def test_an_inline_row_changed_with_its_page_is_recorded_on_the_parent(admin_cli
                     data[f"{formset.prefix}-{index}-{name}"] = value
     prefix, index = next(
         (inline.formset.prefix, i) for inline in response.context["inline_admin_formsets"]
-        for i, form in enumerate(inline.formset.forms) if form.instance.pk == rule.pk and inline.formset.model is GrowthRule
+        if inline.formset.model is GrowthRule
+        for i, form in enumerate(inline.formset.forms) if form.instance.pk == rule.pk
     )
     data[f"{prefix}-{index}-daily_cap"] = (rule.daily_cap or 0) + 7
 
     response = admin_client.post(url, data)
 
-    assert response.status_code == 302, response.context and (response.context["adminform"].form.errors, response.context["errors"])
+    assert response.status_code == 302, response.context and response.context["errors"]
     changes = entries_for(policy).get().changes
     assert [value for key, value in changes.items() if key.endswith(": daily_cap")] == [
         [None if rule.daily_cap is None else str(rule.daily_cap), str((rule.daily_cap or 0) + 7)]
