@@ -38,8 +38,6 @@ from members.admin import (
 )
 from members.errors import DomainError
 
-from .models import PointsAdjustmentRequest, PointsAllocation, PointsPolicy, PointsTransaction, Redemption, Reward
-from .selectors import points_liability
 from .approvals import (
     adjustment_approve,
     adjustment_cancel,
@@ -48,6 +46,8 @@ from .approvals import (
     adjustment_request,
     adjustment_threshold,
 )
+from .models import PointsAdjustmentRequest, PointsAllocation, PointsPolicy, PointsTransaction, Redemption, Reward
+from .selectors import points_liability
 from .services import points_adjust, redemption_cancel
 
 KIND_COLOURS = {
