@@ -375,6 +375,8 @@ class CampaignAdmin(AuditedAdminMixin, ModelAdmin):
     )
     inlines = [CampaignVariantInline, CampaignGrantInline, CampaignEventInline]
     actions = ["launch_campaign", "pause_campaigns", "resume_campaigns", "finish_campaigns"]
+    # Only opens the launch page, which records the launch itself.
+    audit_exempt_actions = ("launch_campaign",)
     actions_detail = ["launch", "results_csv"]
 
     @display(description=_("status"), ordering="status", label=CAMPAIGN_STATUS_COLOURS)
