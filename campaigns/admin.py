@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
+from console.audit import AuditedAdminMixin
 from members.models import ActivityStatus, RfmSegment
 from members.resources import spreadsheet_safe
 
@@ -108,7 +109,7 @@ def filters_summary_text(filters: dict) -> str:
 
 
 @admin.register(Segment)
-class SegmentAdmin(ModelAdmin):
+class SegmentAdmin(AuditedAdminMixin, ModelAdmin):
     form = SegmentAdminForm
     list_display = ("name", "filters_summary", "last_count", "last_counted_at", "updated_at", "created_by")
     list_select_related = ("created_by",)
@@ -132,6 +133,7 @@ class SegmentAdmin(ModelAdmin):
         (_("Record"), {"fields": ("last_count", "last_counted_at", "created_by", "created_at", "updated_at")}),
     )
     actions = ["recount_segments", "export_members_csv"]
+    audit_exempt_actions = ("export_members_csv",)  # reads only
     actions_detail = ["export_members"]
     compressed_fields = True
 
@@ -338,7 +340,7 @@ class MemberCampaignGrantInline(MemberHistoryInline):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(ModelAdmin):
+class CampaignAdmin(AuditedAdminMixin, ModelAdmin):
     form = CampaignForm
     list_display = (
         "name", "kind", "status_display", "segment", "starts_at", "ends_at", "points_spent", "coupons_spent",
@@ -373,6 +375,8 @@ class CampaignAdmin(ModelAdmin):
     )
     inlines = [CampaignVariantInline, CampaignGrantInline, CampaignEventInline]
     actions = ["launch_campaign", "pause_campaigns", "resume_campaigns", "finish_campaigns"]
+    # Only opens the launch page, which records the launch itself.
+    audit_exempt_actions = ("launch_campaign",)
     actions_detail = ["launch", "results_csv"]
 
     @display(description=_("status"), ordering="status", label=CAMPAIGN_STATUS_COLOURS)
@@ -452,6 +456,7 @@ class CampaignAdmin(ModelAdmin):
             except DomainError as error:
                 self.message_user(request, str(error.detail), messages.ERROR)
             else:
+                self.audit_object_action(request, campaign, "launch")
                 self.message_user(
                     request,
                     _("“%(name)s” is %(status)s.") % {"name": campaign.name, "status": campaign.get_status_display()},

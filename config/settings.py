@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "import_export",
     # Schedules in the database, edited in the admin (Jobs); beat reads them (CELERY_BEAT_SCHEDULER below).
     "django_celery_beat",
+    # Staff roles and the audit log of staff changes (below the domain apps: their admins use it).
+    "console",
     # Domain apps, lowest layer first: campaigns -> points -> tiers -> members.
     "members",
     "tiers",
@@ -359,6 +361,13 @@ LOYALTY_PRIVACY_ANONYMISERS = [
     "campaigns.messaging.privacy.messages_anonymise",
 ]
 
+# --- Operator roles and four eyes (console.roles, points.approvals) ----------------------------------------------
+# A manual points adjustment above this many points (absolute value, per member) waits for a second staff member's
+# approval (Points › Adjustment requests) before it reaches the ledger.
+LOYALTY_ADJUSTMENT_APPROVAL_THRESHOLD = env.int("LOYALTY_ADJUSTMENT_APPROVAL_THRESHOLD", default=1000)
+# The largest adjustment (absolute value, per member and action) staff with only "small adjustments" (Support) may make.
+LOYALTY_SUPPORT_ADJUSTMENT_LIMIT = env.int("LOYALTY_SUPPORT_ADJUSTMENT_LIMIT", default=500)
+
 # --- Messages (campaigns.messaging) -------------------------------------------------------------------------------
 # Email goes through Django's backend: EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587. Unset, emails
 # are written to the console (the local demo), so production must set it.
@@ -455,6 +464,11 @@ UNFOLD = {
                     },
                     {"title": _("Liability"), "icon": "savings", "link": reverse_lazy("admin:points_liability")},
                     {
+                        "title": _("Adjustment requests"),
+                        "icon": "approval",
+                        "link": reverse_lazy("admin:points_pointsadjustmentrequest_changelist"),
+                    },
+                    {
                         "title": _("Points policy"),
                         "icon": "tune",
                         "link": reverse_lazy("admin:points_pointspolicy_changelist"),
@@ -531,6 +545,7 @@ UNFOLD = {
                     {"title": _("API keys"), "icon": "key", "link": reverse_lazy("admin:members_apikey_changelist")},
                     {"title": _("Staff users"), "icon": "person", "link": reverse_lazy("admin:auth_user_changelist")},
                     {"title": _("Roles"), "icon": "badge", "link": reverse_lazy("admin:auth_group_changelist")},
+                    {"title": _("Audit log"), "icon": "manage_search", "link": reverse_lazy("admin:console_auditentry_changelist")},
                 ],
             },
         ],

@@ -67,6 +67,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 
 # Staff users and roles in Unfold's skin; `config` is not an app, so its admin module is imported from here.
 import config.admin  # noqa: F401
+from console.audit import AUDIT_ACTION_DATA, AUDIT_ACTION_PKS, AUDIT_CONFIRMATION_SHOWN, AuditedAdminMixin
 
 from . import tasks
 from .errors import DomainError
@@ -188,9 +189,13 @@ def confirmed_action(modeladmin, request, queryset, *, form_class, title, summar
     if request.POST.get("confirmed") == "yes":
         form = form_class(request.POST)
         if form.is_valid():
+            # The audit log (console.audit) records the action with the data it was confirmed with.
+            setattr(request, AUDIT_ACTION_DATA, form.cleaned_data)
+            setattr(request, AUDIT_ACTION_PKS, list(queryset.values_list("pk", flat=True)))
             return apply(form.cleaned_data)
     else:
         form = form_class()
+    setattr(request, AUDIT_CONFIRMATION_SHOWN, True)  # nothing changed yet: not an audited action
     count = queryset.count()
     context = {
         **modeladmin.admin_site.each_context(request),
@@ -553,7 +558,7 @@ class _TrialRegistration(Exception):
 
 
 @admin.register(Member)
-class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
+class MemberAdmin(AuditedAdminMixin, ImportPermissionMixin, ImportExportMixin, ModelAdmin):
     form = MemberAdminForm
     # Import/export (CSV, TSV, XLSX): rows are registered by member_register (members.resources.MemberResource).
     resource_classes = [MemberResource]
@@ -727,6 +732,7 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
         form = AnonymiseForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             member_anonymise(member=member, user=request.user, reason=form.cleaned_data["reason"])
+            self.audit_object_action(request, member, "anonymise", form.cleaned_data)
             self.message_user(
                 request, _("The member is anonymised; their storefront id is now %(id)s.") % {"id": member.external_id},
                 messages.SUCCESS,
@@ -782,7 +788,7 @@ class MemberAdmin(ImportPermissionMixin, ImportExportMixin, ModelAdmin):
 
 
 @admin.register(Tag)
-class TagAdmin(ModelAdmin):
+class TagAdmin(AuditedAdminMixin, ModelAdmin):
     """Labels staff put on members (member page: Tags), used by the member list's filter and by segments."""
 
     list_display = ("name", "colour", "created_at")
@@ -1120,7 +1126,7 @@ class ApiKeyAdminForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(APIKeyModelAdmin, ModelAdmin):
+class ApiKeyAdmin(AuditedAdminMixin, APIKeyModelAdmin, ModelAdmin):
     """The library's key admin (prefix read-only; a revoked key is frozen) in Unfold's skin. The key itself is
     generated on save and shown once in a message; only its hash is stored, so it can never be shown again."""
 
@@ -1147,6 +1153,8 @@ class ApiKeyAdmin(APIKeyModelAdmin, ModelAdmin):
               "last_used_at", "created_by")
     add_fields = ("name", "scopes", "rate_limit_per_minute", "expiry_date")
     actions = ["rotate_keys"]
+    # The primary key is "<prefix>.<hash of the key>": kept out of the audit log's values like the hash itself.
+    audit_masked_fields = ("id", "hashed_key")
 
     @admin.action(description=_("Rotate selected keys"), permissions=["change"])
     def rotate_keys(self, request, queryset):
@@ -1219,7 +1227,7 @@ class JobNameFilter(DropdownFilter):
 
 
 @admin.register(JobRun)
-class JobRunAdmin(RunJobsPermissionMixin, ReadOnlyModelAdmin):
+class JobRunAdmin(AuditedAdminMixin, RunJobsPermissionMixin, ReadOnlyModelAdmin):
     """Every run of a scheduled job: what it did, how long it took, what failed. Written only by members.jobs; a
     failed run (or one whose worker died) can be resumed from here by staff who may run jobs."""
 
@@ -1328,7 +1336,7 @@ class PeriodicTaskInline(TabularInline):
 
 
 @admin.register(PeriodicTask)
-class PeriodicTaskAdmin(RunJobsPermissionMixin, beat_admin.PeriodicTaskAdmin, ModelAdmin):
+class PeriodicTaskAdmin(AuditedAdminMixin, RunJobsPermissionMixin, beat_admin.PeriodicTaskAdmin, ModelAdmin):
     """The schedules beat reads (Jobs › Schedules). "Run now" sends a job at once, as a run of its own."""
 
     form = UnfoldPeriodicTaskForm
@@ -1376,15 +1384,15 @@ class PeriodicTaskAdmin(RunJobsPermissionMixin, beat_admin.PeriodicTaskAdmin, Mo
 
 
 @admin.register(CrontabSchedule)
-class CrontabScheduleAdmin(beat_admin.CrontabScheduleAdmin, ModelAdmin):
+class CrontabScheduleAdmin(AuditedAdminMixin, beat_admin.CrontabScheduleAdmin, ModelAdmin):
     inlines = [PeriodicTaskInline]
 
 
 @admin.register(IntervalSchedule)
-class IntervalScheduleAdmin(ModelAdmin):
+class IntervalScheduleAdmin(AuditedAdminMixin, ModelAdmin):
     inlines = [PeriodicTaskInline]
 
 
 @admin.register(ClockedSchedule)
-class ClockedScheduleAdmin(beat_admin.ClockedScheduleAdmin, ModelAdmin):
+class ClockedScheduleAdmin(AuditedAdminMixin, beat_admin.ClockedScheduleAdmin, ModelAdmin):
     inlines = [PeriodicTaskInline]

@@ -8,6 +8,7 @@ import csv
 import uuid
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect
@@ -23,6 +24,7 @@ from unfold.contrib.filters.admin import (
 )
 from unfold.decorators import display
 
+from console.audit import AuditedAdminMixin
 from members.admin import (
     DayRangeFilter,
     MemberAdmin,
@@ -36,7 +38,15 @@ from members.admin import (
 )
 from members.errors import DomainError
 
-from .models import PointsAllocation, PointsPolicy, PointsTransaction, Redemption, Reward
+from .approvals import (
+    adjustment_approve,
+    adjustment_cancel,
+    adjustment_needs_approval,
+    adjustment_reject,
+    adjustment_request,
+    adjustment_threshold,
+)
+from .models import PointsAdjustmentRequest, PointsAllocation, PointsPolicy, PointsTransaction, Redemption, Reward
 from .selectors import points_liability
 from .services import points_adjust, redemption_cancel
 
@@ -185,7 +195,7 @@ def liability_csv(report) -> HttpResponse:
 
 
 @admin.register(PointsPolicy)
-class PointsPolicyAdmin(ModelAdmin):
+class PointsPolicyAdmin(AuditedAdminMixin, ModelAdmin):
     """One row: the list goes straight to it; it is never added or deleted."""
 
     fieldsets = (
@@ -216,7 +226,7 @@ class PointsPolicyAdmin(ModelAdmin):
 
 
 @admin.register(Reward)
-class RewardAdmin(ModelAdmin):
+class RewardAdmin(AuditedAdminMixin, ModelAdmin):
     list_display = ("name", "code", "kind", "points_cost", "stock_display", "per_member_limit", "min_tier", "active", "available_until")
     list_filter = ("active", ("kind", ChoicesDropdownFilter), ("min_tier", RelatedDropdownFilter))
     list_editable = ("active",)
@@ -246,7 +256,7 @@ class CancelRedemptionForm(forms.Form):
 
 
 @admin.register(Redemption)
-class RedemptionAdmin(ReadOnlyModelAdmin):
+class RedemptionAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = ("created_at", "member_display", "reward", "quantity", "points", "status_display", "voucher_code")
     list_select_related = ("member", "reward")
     list_filter = (
@@ -310,6 +320,9 @@ class RedemptionAdmin(ReadOnlyModelAdmin):
 
 
 class AdjustPointsForm(forms.Form):
+    # The largest adjustment (absolute value) this staff member may make; None: no limit. Set by adjust_points_form.
+    limit: int | None = None
+
     amount = forms.IntegerField(
         label=_("Points"), help_text=_("Positive to credit, negative to take away (never more than available).")
     )
@@ -321,27 +334,50 @@ class AdjustPointsForm(forms.Form):
         amount = self.cleaned_data["amount"]
         if amount == 0:
             raise forms.ValidationError(_("The adjustment cannot be zero."))
+        if self.limit is not None and abs(amount) > self.limit:
+            raise forms.ValidationError(
+                _("You may adjust at most %(limit)s points per member; ask Finance for a larger adjustment.")
+                % {"limit": self.limit}
+            )
         return amount
+
+
+def adjust_points_form(user) -> type[AdjustPointsForm]:
+    """The form for this staff member: with points.adjust_points any size (large ones wait for approval); with only
+    points.adjust_points_small (Support) at most LOYALTY_SUPPORT_ADJUSTMENT_LIMIT points."""
+    if user.has_perm("points.adjust_points"):
+        return AdjustPointsForm
+    return type("SmallAdjustPointsForm", (AdjustPointsForm,), {"limit": settings.LOYALTY_SUPPORT_ADJUSTMENT_LIMIT})
 
 
 @member_admin_action
 @admin.action(description=_("Adjust points"), permissions=["adjust_points"])
 def adjust_points(modeladmin, request, queryset):
     def apply(data):
+        # Above the four-eyes threshold each member's adjustment becomes a request a second staff member approves.
+        needs_approval = adjustment_needs_approval(data["amount"])
         done, refused = 0, []
         for member in queryset.order_by("pk").iterator(chunk_size=500):
+            key = f"adjust:{data['token']}:{member.pk}"
             try:
-                points_adjust(
-                    member=member,
-                    amount=data["amount"],
-                    reason=data["reason"],
-                    created_by=request.user,
-                    idempotency_key=f"adjust:{data['token']}:{member.pk}",
-                )
+                if needs_approval:
+                    adjustment_request(member=member, amount=data["amount"], reason=data["reason"],
+                                       requested_by=request.user, idempotency_key=key)
+                else:
+                    points_adjust(member=member, amount=data["amount"], reason=data["reason"],
+                                  created_by=request.user, idempotency_key=key)
                 done += 1
             except DomainError as error:
                 refused.append(f"{member}: {error.detail}")
-        if done:
+        if done and needs_approval:
+            modeladmin.message_user(
+                request,
+                _("%(points)+d points is above %(threshold)s: %(count)s adjustment requests wait for a second staff "
+                  "member's approval (Points › Adjustment requests); the ledger is unchanged until then.")
+                % {"points": data["amount"], "threshold": adjustment_threshold(), "count": done},
+                messages.WARNING,
+            )
+        elif done:
             modeladmin.message_user(
                 request,
                 _("%(points)+d points for %(count)s members.") % {"points": data["amount"], "count": done},
@@ -354,20 +390,153 @@ def adjust_points(modeladmin, request, queryset):
         modeladmin,
         request,
         queryset,
-        form_class=AdjustPointsForm,
+        form_class=adjust_points_form(request.user),
         title=_("Adjust points"),
-        summary=_("%(count)s members selected. Each gets the same adjustment, recorded with your name and the reason."),
+        summary=str(_("%(count)s members selected. Each gets the same adjustment, recorded with your name and the "
+                      "reason."))
+        + " "
+        + str(_("Above %(threshold)s points (either way) it waits for a second staff member's approval.")
+              % {"threshold": adjustment_threshold()}).replace("%", "%%"),
         confirm_label=_("Adjust points"),
         apply=apply,
     )
 
 
 def _has_adjust_points_permission(self, request):
-    return request.user.has_perm("points.adjust_points")
+    return request.user.has_perm("points.adjust_points") or request.user.has_perm("points.adjust_points_small")
 
 
 # The member list's admin checks `has_adjust_points_permission` before offering the action.
 MemberAdmin.has_adjust_points_permission = _has_adjust_points_permission
+
+
+# --- Four eyes: adjustment requests ------------------------------------------------------------------------------
+
+
+class DecisionForm(forms.Form):
+    note = forms.CharField(label=_("Note"), max_length=500, required=False,
+                           help_text=_("Recorded on the request (e.g. why it is rejected)."))
+
+
+@admin.register(PointsAdjustmentRequest)
+class PointsAdjustmentRequestAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
+    """Large adjustments waiting for a second staff member (points.approvals). Approve applies each one to the ledger
+    once; Reject leaves the ledger untouched; the requester may withdraw their own. Nobody decides their own."""
+
+    list_display = ("requested_at", "member_display", "amount_display", "reason", "status_display", "requested_by",
+                    "decided_by", "decided_at", "transaction")
+    list_select_related = ("member", "requested_by", "decided_by", "transaction")
+    list_filter = (
+        ("status", ChoicesDropdownFilter),
+        ("requested_at", DayRangeFilter),
+        ("requested_by", RelatedDropdownFilter),
+        ("member", AutocompleteSelectFilter),
+    )
+    list_filter_submit = True
+    search_fields = ("member__external_id__exact",)
+    search_help_text = _("Storefront customer id (exact).")
+    date_hierarchy = "requested_at"
+    show_full_result_count = False
+    list_per_page = 50
+    fields = ("member", "amount", "reason", "status", "requested_by", "requested_at", "decided_by", "decided_at",
+              "decision_note", "transaction")
+    actions = ["approve_requests", "reject_requests", "cancel_requests"]
+    # Recorded per request actually decided (below), not per row selected.
+    audit_exempt_actions = ("approve_requests", "reject_requests", "cancel_requests")
+
+    @display(description=_("member"), header=True, ordering="member__name")
+    def member_display(self, obj):
+        return member_header(obj.member)
+
+    @display(description=_("points"), ordering="amount")
+    def amount_display(self, obj):
+        return f"{obj.amount:+d}"
+
+    @display(
+        description=_("status"),
+        ordering="status",
+        label={
+            PointsAdjustmentRequest.Status.PENDING: "warning",
+            PointsAdjustmentRequest.Status.APPROVED: "success",
+            PointsAdjustmentRequest.Status.REJECTED: "danger",
+            PointsAdjustmentRequest.Status.CANCELLED: "info",
+        },
+    )
+    def status_display(self, obj):
+        return obj.status, obj.get_status_display()
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm("points.approve_adjustment")
+
+    def has_withdraw_permission(self, request):
+        return request.user.has_perm("points.adjust_points") or request.user.has_perm("points.adjust_points_small")
+
+    def _decide(self, request, queryset, *, decide, action_name, data, done_message):
+        done, refused = 0, []
+        pending = queryset.filter(status=PointsAdjustmentRequest.Status.PENDING).select_related("member")
+        for adjustment in pending.order_by("pk"):
+            try:
+                applied = decide(adjustment, data)
+            except DomainError as error:
+                refused.append(f"{adjustment}: {error.detail}")
+                continue
+            if applied:
+                done += 1
+                self.audit_object_action(request, adjustment, action_name, data)
+        if done:
+            self.message_user(request, done_message % {"count": done}, messages.SUCCESS)
+        for line in refused[:20]:
+            self.message_user(request, line, messages.ERROR)
+
+    @admin.action(description=_("Approve selected requests (apply them to the ledger)"), permissions=["approve"])
+    def approve_requests(self, request, queryset):
+        def apply(data):
+            self._decide(
+                request, queryset, action_name="approve_requests", data=data,
+                decide=lambda adjustment, data: adjustment_approve(
+                    request_id=adjustment.pk, approver=request.user, note=data["note"])[1],
+                done_message=_("%(count)s adjustment requests approved and applied to the ledger."),
+            )
+
+        return confirmed_action(
+            self, request, queryset, form_class=DecisionForm, title=_("Approve adjustment requests"),
+            summary=_("%(count)s requests selected. Pending ones made by someone else are applied to the ledger; "
+                      "your own requests are refused (a second staff member must approve them)."),
+            confirm_label=_("Approve"), apply=apply,
+        )
+
+    @admin.action(description=_("Reject selected requests"), permissions=["approve"])
+    def reject_requests(self, request, queryset):
+        def apply(data):
+            self._decide(
+                request, queryset, action_name="reject_requests", data=data,
+                decide=lambda adjustment, data: bool(adjustment_reject(
+                    request_id=adjustment.pk, approver=request.user, note=data["note"])),
+                done_message=_("%(count)s adjustment requests rejected; the ledger is unchanged."),
+            )
+
+        return confirmed_action(
+            self, request, queryset, form_class=DecisionForm, title=_("Reject adjustment requests"),
+            summary=_("%(count)s requests selected. Pending ones made by someone else are rejected; nothing reaches "
+                      "the ledger."),
+            confirm_label=_("Reject"), apply=apply,
+        )
+
+    @admin.action(description=_("Withdraw my selected requests"), permissions=["withdraw"])
+    def cancel_requests(self, request, queryset):
+        def apply(data):
+            self._decide(
+                request, queryset.filter(requested_by=request.user), action_name="cancel_requests", data=data,
+                decide=lambda adjustment, data: bool(adjustment_cancel(
+                    request_id=adjustment.pk, user=request.user, note=data["note"])),
+                done_message=_("%(count)s adjustment requests withdrawn."),
+            )
+
+        return confirmed_action(
+            self, request, queryset, form_class=DecisionForm, title=_("Withdraw adjustment requests"),
+            summary=_("%(count)s requests selected. Your own pending ones are withdrawn."),
+            confirm_label=_("Withdraw"), apply=apply,
+        )
 
 
 @member_admin_inline

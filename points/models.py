@@ -299,3 +299,71 @@ class Redemption(models.Model):
 
     def __str__(self):
         return f"{self.reward.name} × {self.quantity} · {self.member}"
+
+
+class PointsAdjustmentRequest(models.Model):
+    """Four eyes: a manual adjustment above LOYALTY_ADJUSTMENT_APPROVAL_THRESHOLD points waits here until a second
+    staff member approves it (points.approvals). Approval applies it through points_adjust with the idempotency key
+    "adjustment-request:<id>", so it reaches the ledger at most once; `transaction` is the ledger row it became.
+    The database refuses a request decided (approved or rejected) by the staff member who made it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("waiting for approval")
+        APPROVED = "approved", _("approved")
+        REJECTED = "rejected", _("rejected")
+        CANCELLED = "cancelled", _("cancelled")
+
+    member = models.ForeignKey(
+        "members.Member", verbose_name=_("member"), on_delete=models.PROTECT, related_name="adjustment_requests"
+    )
+    amount = models.IntegerField(_("points"), help_text=_("Positive to credit, negative to take away."))
+    reason = models.CharField(_("reason"), max_length=500)
+    # One key per member and confirmation form: a double-submitted form asks once.
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("requested by"), on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(_("requested at"), default=timezone.now, db_index=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("decided by"), null=True, blank=True, on_delete=models.PROTECT,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    decision_note = models.CharField(_("decision note"), max_length=500, blank=True)
+    transaction = models.OneToOneField(
+        PointsTransaction, verbose_name=_("ledger transaction"), null=True, blank=True, on_delete=models.PROTECT,
+        related_name="adjustment_request",
+    )
+
+    class Meta:
+        verbose_name = _("adjustment request")
+        verbose_name_plural = _("adjustment requests")
+        ordering = ("-requested_at", "-id")
+        indexes = [
+            models.Index(fields=["status", "-requested_at"], name="points_adjreq_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="points_adjreq_amount_not_zero"),
+            # Four eyes: whoever decides is someone else than whoever asked (the requester may only cancel).
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "cancelled"])
+                | (Q(decided_by__isnull=False) & ~Q(decided_by=F("requested_by"))),
+                name="points_adjreq_decided_by_another",
+            ),
+            # Approved means applied: it names its ledger row; nothing else does.
+            models.CheckConstraint(
+                condition=Q(status="approved", transaction__isnull=False)
+                | (~Q(status="approved") & Q(transaction__isnull=True)),
+                name="points_adjreq_approved_has_transaction",
+            ),
+        ]
+        permissions = [
+            ("approve_adjustment", _("Can approve or reject large points adjustments")),
+            ("adjust_points_small", _("Can adjust members' points by hand, up to the support limit")),
+        ]
+
+    def __str__(self):
+        return _("%(points)+d points for %(member)s (%(status)s)") % {
+            "points": self.amount, "member": self.member, "status": self.get_status_display(),
+        }

@@ -27,6 +27,7 @@ from unfold.contrib.filters.admin import (
 )
 from unfold.decorators import action, display
 
+from console.audit import AuditedAdminMixin
 from members.admin import (
     DayRangeFilter,
     MemberAdmin,
@@ -51,7 +52,7 @@ THRESHOLD_FIELDS = ("min_growth", "min_spend", "min_orders")
 
 
 @admin.register(Tier)
-class TierAdmin(ModelAdmin):
+class TierAdmin(AuditedAdminMixin, ModelAdmin):
     list_display = (
         "name",
         "code",
@@ -220,7 +221,7 @@ class TierAdmin(ModelAdmin):
 
 
 @admin.register(Benefit)
-class BenefitAdmin(ModelAdmin):
+class BenefitAdmin(AuditedAdminMixin, ModelAdmin):
     list_display = ("name", "code", "tier_names")
     search_fields = ("name", "code")
     prepopulated_fields = {"code": ("name",)}
@@ -258,7 +259,7 @@ class ExcludedCategoryInline(TabularInline):
 
 
 @admin.register(TierPolicy)
-class TierPolicyAdmin(ModelAdmin):
+class TierPolicyAdmin(AuditedAdminMixin, ModelAdmin):
     """One row: the list goes straight to it; it is never added or deleted."""
 
     fieldsets = (

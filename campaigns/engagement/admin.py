@@ -19,6 +19,7 @@ from unfold.contrib.filters.admin import (
 )
 from unfold.decorators import display
 
+from console.audit import AuditedAdminMixin
 from members.admin import (
     DayRangeFilter,
     MemberHistoryInline,
@@ -52,7 +53,7 @@ COUPON_STATUS_COLOURS = {
 }
 
 
-class SingletonAdmin(ModelAdmin):
+class SingletonAdmin(AuditedAdminMixin, ModelAdmin):
     """One row of rules: the list goes straight to it; it is never added or deleted."""
 
     def changelist_view(self, request, extra_context=None):
@@ -103,7 +104,7 @@ class RevokeCouponsForm(forms.Form):
 
 
 @admin.register(Coupon)
-class CouponAdmin(ModelAdmin):
+class CouponAdmin(AuditedAdminMixin, ModelAdmin):
     list_display = (
         "code", "member_display", "kind", "value_display", "min_spend", "status_display", "valid_until", "order",
         "discount", "source", "created_at",
@@ -273,7 +274,7 @@ class ReferralRuleAdmin(SingletonAdmin):
 
 
 @admin.register(Referral)
-class ReferralAdmin(ReadOnlyModelAdmin):
+class ReferralAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = (
         "created_at", "referrer_display", "referee_display", "status_display", "refused_reason", "order",
         "referee_points", "referrer_points", "rewarded_at", "referrer_rewarded_at",
@@ -358,7 +359,7 @@ class CheckInAdmin(ReadOnlyModelAdmin):
 
 
 @admin.register(EngagementRule)
-class EngagementRuleAdmin(ModelAdmin):
+class EngagementRuleAdmin(AuditedAdminMixin, ModelAdmin):
     list_display = ("name", "kind", "points", "daily_cap", "active")
     list_editable = ("points", "daily_cap", "active")
     list_filter = ("active",)
@@ -436,7 +437,7 @@ class BadgeForm(forms.ModelForm):
 
 
 @admin.register(Badge)
-class BadgeAdmin(ModelAdmin):
+class BadgeAdmin(AuditedAdminMixin, ModelAdmin):
     form = BadgeForm
     list_display = ("name", "code", "criterion", "threshold", "tier", "position", "active", "holders")
     list_editable = ("position", "active")

@@ -17,6 +17,7 @@ from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdownFilter, RelatedDropdownFilter
 from unfold.decorators import display
 
+from console.audit import AuditedAdminMixin
 from members.admin import (
     DayRangeFilter,
     MemberHistoryInline,
@@ -64,7 +65,7 @@ class MessageTemplateForm(forms.ModelForm):
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(ModelAdmin):
+class MessageTemplateAdmin(AuditedAdminMixin, ModelAdmin):
     form = MessageTemplateForm
     list_display = ("code", "channel", "language", "description", "marketing", "active", "updated_at", "updated_by")
     list_select_related = ("updated_by",)
@@ -150,7 +151,7 @@ class RetryForm(forms.Form):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyModelAdmin):
+class MessageAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = (
         "created_at",
         "member_display",

@@ -23,8 +23,10 @@ from unfold.admin import TabularInline as UnfoldTabularInline
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from campaigns.messaging.services import message_queue
+from console.audit import audit_record
 from members.admin import HISTORY_INLINE_ROWS
 from members.models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order
+from points.approvals import adjustment_request
 from points.models import PointsTransaction, Reward
 from points.services import reward_redeem
 from tests.campaigns.campaign_data import campaign_rows
@@ -73,6 +75,10 @@ def admin_data(member_factory, order_factory):
     # Webhooks: a subscription and a delivery in its log (webhooks.WebhookSubscription, WebhookDelivery).
     webhook_test_send(subscription=WebhookSubscription.objects.create(name="shop", url="https://shop.example/hooks",
                                                                       events=["member.updated"]))
+    # Four eyes and the audit log: a large adjustment waiting for approval, a recorded staff change.
+    adjustment_request(member=member, amount=5000, reason="goodwill", idempotency_key="admin-data",
+                       requested_by=User.objects.create_user("requester", is_staff=True))
+    audit_record(obj=member, action="change", actor=None, changes={"name": ["Li", "Li Na"]})
     return member
 
 

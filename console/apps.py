@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class ConsoleConfig(AppConfig):
+    """The operator console's own rooms: staff roles (console.roles) and the audit log of staff changes
+    (console.audit). It sits below members: the apps' admins import it, it imports none of them."""
+
+    name = "console"
+    verbose_name = _("Operator console")
