@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
-from console.audit import AuditedAdminMixin
+from members.console.audit import AuditedAdminMixin
 from members.models import ActivityStatus, RfmSegment
 from members.resources import spreadsheet_safe
 

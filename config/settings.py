@@ -51,8 +51,8 @@ INSTALLED_APPS = [
     "import_export",
     # Schedules in the database, edited in the admin (Jobs); beat reads them (CELERY_BEAT_SCHEDULER below).
     "django_celery_beat",
-    # Staff roles and the audit log of staff changes (below the domain apps: their admins use it).
-    "console",
+    # Staff roles and the audit log of staff changes (a sub-app of members, label `console`: every admin uses it).
+    "members.console",
     # Domain apps, lowest layer first: campaigns -> points -> tiers -> members.
     "members",
     "tiers",
@@ -60,8 +60,8 @@ INSTALLED_APPS = [
     "campaigns",
     "campaigns.engagement",
     "campaigns.messaging",
-    # Webhooks to the storefront (issue 8): the top layer, fed by the apps above through webhooks.services.
-    "webhooks",
+    # Webhooks to the storefront (a sub-app of members, label `webhooks`): the apps emit through its services.
+    "members.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -361,7 +361,7 @@ LOYALTY_PRIVACY_ANONYMISERS = [
     "campaigns.messaging.privacy.messages_anonymise",
 ]
 
-# --- Operator roles and four eyes (console.roles, points.approvals) ----------------------------------------------
+# --- Operator roles and four eyes (members.console.roles, points.approvals) ----------------------------------------------
 # A manual points adjustment above this many points (absolute value, per member) waits for a second staff member's
 # approval (Points › Adjustment requests) before it reaches the ledger.
 LOYALTY_ADJUSTMENT_APPROVAL_THRESHOLD = env.int("LOYALTY_ADJUSTMENT_APPROVAL_THRESHOLD", default=1000)

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from campaigns.engagement import api as engagement_api
 from members import api as members_api
-from members.dashboard import dashboard_csv_view
+from campaigns.dashboard import dashboard_csv_view
 from members import privacy_api
 from points import api as points_api
 from tiers import api as tiers_api
@@ -36,7 +36,7 @@ api_v1 = [
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
-    # The admin index's chart data as CSV (members.dashboard); admin_view: staff only, else the login page.
+    # The admin index's chart data as CSV (campaigns.dashboard); admin_view: staff only, else the login page.
     path("admin/dashboard/<slug:chart>.csv", admin.site.admin_view(dashboard_csv_view), name="admin-dashboard-csv"),
     path("admin/", admin.site.urls),
     # POST language=<code> (the admin's language menu): remembered in a cookie; the API follows Accept-Language.

@@ -67,7 +67,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 
 # Staff users and roles in Unfold's skin; `config` is not an app, so its admin module is imported from here.
 import config.admin  # noqa: F401
-from console.audit import AUDIT_ACTION_DATA, AUDIT_ACTION_PKS, AUDIT_CONFIRMATION_SHOWN, AuditedAdminMixin
+from members.console.audit import AUDIT_ACTION_DATA, AUDIT_ACTION_PKS, AUDIT_CONFIRMATION_SHOWN, AuditedAdminMixin
 
 from . import tasks
 from .errors import DomainError
@@ -189,7 +189,7 @@ def confirmed_action(modeladmin, request, queryset, *, form_class, title, summar
     if request.POST.get("confirmed") == "yes":
         form = form_class(request.POST)
         if form.is_valid():
-            # The audit log (console.audit) records the action with the data it was confirmed with.
+            # The audit log (members.console.audit) records the action with the data it was confirmed with.
             setattr(request, AUDIT_ACTION_DATA, form.cleaned_data)
             setattr(request, AUDIT_ACTION_PKS, list(queryset.values_list("pk", flat=True)))
             return apply(form.cleaned_data)
@@ -609,7 +609,7 @@ class MemberAdmin(AuditedAdminMixin, ImportPermissionMixin, ImportExportMixin, M
     # Privacy (members.privacy): export needs the change permission; anonymise needs "Can delete member" (the admin
     # never deletes a member, so that permission is free to mean "may erase a person"; superusers hold it).
     actions_detail = ["export_data", "anonymise"]
-    # The member 360 above the form: header, quick actions, timeline (members.dashboard.member_360).
+    # The member 360 above the form: header, quick actions, timeline (campaigns.dashboard.member_360).
     change_form_outer_before_template = "admin/members/member/member_360.html"
 
     add_fieldsets = (  # Unfold's ModelAdmin shows these on the add page

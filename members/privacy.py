@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from webhooks import services as webhooks
+from members.webhooks import services as webhooks
 
 from .errors import InvalidInput
 from .models import Member, Order, OrderRefund

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
-from webhooks import services as webhooks
+from members.webhooks import services as webhooks
 
 from .errors import (
     InvalidInput,

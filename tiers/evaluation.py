@@ -36,8 +36,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from members.services import ORDER_CLOCK_SKEW
-from webhooks import services as webhooks
 
+from . import webhooks
 from .models import Tier, TierChange, TierPolicy
 from .windows import shift_sql, window_bound
 

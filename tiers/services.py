@@ -21,8 +21,8 @@ from django.utils.translation import gettext as _
 from members.errors import InvalidInput
 from members.models import Member
 from members.services import OrderRecorded, OrderRefunded, member_lock
-from webhooks import services as webhooks
 
+from . import webhooks
 from .evaluation import EvaluationResult, Ladder, Mode, ensure_decision_table, evaluate_range
 from .models import GrowthEvent, GrowthRule, Tier, TierChange
 from .selectors import category_excluded, growth_rule, tier_ladder, tier_policy

@@ -17,7 +17,7 @@ from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdownFilter, RelatedDropdownFilter
 from unfold.decorators import display
 
-from console.audit import AuditedAdminMixin
+from members.console.audit import AuditedAdminMixin
 from members.admin import (
     DayRangeFilter,
     MemberHistoryInline,

@@ -15,6 +15,7 @@ from members.jobs import Job, JobTask, day_period, hour_period
 
 from .services import message_send, messages_send_due
 from .triggers import messages_queue_expiry_reminders, messages_queue_tier_ups
+from .webhooks import points_expiring_emit
 
 # The sweep stops taking new batches after this many seconds (the next sweep, a minute later, goes on), so sweeps
 # do not pile up behind a slow provider.
@@ -55,3 +56,19 @@ def queue_expiry_reminders(self, period: str | None = None, user_id: int | None 
     return self.run_job(
         period=period or day_period(), work=_queue_work(messages_queue_expiry_reminders), user_id=user_id
     )
+
+
+# Named in the webhooks app's namespace (its schedule, members/webhooks/migrations/0002_schedules.py).
+@shared_task(name="webhooks.emit_points_expiring", base=JobTask, bind=True)
+def emit_points_expiring(self, period: str | None = None, user_id: int | None = None) -> dict:
+    """Daily: points.expiring for members whose points expire soon, once per member and expiry month."""
+
+    def work(job: Job) -> None:
+        points_expiring_emit(
+            now=job.as_of,
+            after=job.cursor,
+            on_batch=lambda last_id, emitted: job.progress(cursor=last_id, counts={"deliveries": emitted}),
+        )
+        job.progress(counts={"deliveries": 0})  # the count shows, zero included
+
+    return self.run_job(period=period or day_period(), work=work, user_id=user_id)

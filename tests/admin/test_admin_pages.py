@@ -23,7 +23,7 @@ from unfold.admin import TabularInline as UnfoldTabularInline
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from campaigns.messaging.services import message_queue
-from console.audit import audit_record
+from members.console.audit import audit_record
 from members.admin import HISTORY_INLINE_ROWS
 from members.models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order
 from points.approvals import adjustment_request
@@ -33,8 +33,8 @@ from tests.campaigns.campaign_data import campaign_rows
 from tests.campaigns.data import segment_rows
 from tests.engagement.data import engagement_rows
 from tiers.models import GrowthEvent, Tier, TierChange
-from webhooks.models import WebhookSubscription
-from webhooks.services import webhook_test_send
+from members.webhooks.models import WebhookSubscription
+from members.webhooks.services import webhook_test_send
 
 pytestmark = pytest.mark.django_db
 

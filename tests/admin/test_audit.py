@@ -1,4 +1,4 @@
-"""The audit log of staff changes (console.audit): what staff change in the admin is recorded with who, when, and
+"""The audit log of staff changes (members.console.audit): what staff change in the admin is recorded with who, when, and
 each field before and after, read from the database; deletes and actions too; shown on the object's History page;
 secrets never shown; the log itself is read-only."""
 import pytest
@@ -6,8 +6,8 @@ from django.contrib.admin import helpers
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
-from console.audit import MASK
-from console.models import AuditEntry
+from members.console.audit import MASK
+from members.console.models import AuditEntry
 from members.models import ApiKey, ApiScope, Member, Tag
 from points.models import Reward
 

@@ -1,4 +1,4 @@
-"""The operator dashboard (members.dashboard): every chart's figures on a known data set, the CSV download (escaped,
+"""The operator dashboard (campaigns.dashboard): every chart's figures on a known data set, the CSV download (escaped,
 staff only, by permission), the index's permissions, and a query count that does not grow with the data."""
 import csv
 import io
@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignGrant
-from members.dashboard import CHARTS, Period, outstanding_liability
+from campaigns.dashboard import CHARTS, Period, outstanding_liability
 from members.models import ActivityStatus, Member, Order
 from points.models import PointsTransaction, Reward
 from points.services import points_adjust, points_earn, points_expire_due, reward_redeem

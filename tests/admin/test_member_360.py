@@ -1,4 +1,4 @@
-"""The member 360 on the member page (members.dashboard.member_360): header, quick actions to the existing actions'
+"""The member 360 on the member page (campaigns.dashboard.member_360): header, quick actions to the existing actions'
 confirmation pages, and one timeline merging orders, ledger entries, tier changes, coupons, badges and messages,
 newest first, capped, at a query count that does not grow with the history."""
 from datetime import timedelta
@@ -13,7 +13,7 @@ from django.utils import timezone
 from campaigns.engagement.models import Badge, Coupon, MemberBadge
 from campaigns.engagement.services import coupon_grant
 from campaigns.messaging.models import Message
-from members.dashboard import TIMELINE_ITEMS, member_timeline
+from campaigns.dashboard import TIMELINE_ITEMS, member_timeline
 from members.models import Member, Order
 from points.models import PointsTransaction
 from tiers.models import Tier, TierChange

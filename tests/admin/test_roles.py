@@ -1,4 +1,4 @@
-"""Staff roles (console.roles): each role's group, created by a migration, reaches what it needs in the admin and
+"""Staff roles (members.console.roles): each role's group, created by a migration, reaches what it needs in the admin and
 nothing else: changelists and pages (200 or 403), actions (offered or absent), exports, Support's adjustment limit."""
 from decimal import Decimal
 
@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.urls import reverse
 
 from campaigns.models import Segment
-from console.roles import ANALYST, FINANCE, MARKETING, ROLES, SUPPORT, role_permissions, roles_sync
+from members.console.roles import ANALYST, FINANCE, MARKETING, ROLES, SUPPORT, role_permissions, roles_sync
 from members.models import Member
 from points.models import PointsAdjustmentRequest, PointsTransaction, Redemption, Reward
 from points.services import reward_redeem

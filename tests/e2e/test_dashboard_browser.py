@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from members.dashboard import CHARTS
+from campaigns.dashboard import CHARTS
 
 # `transaction=True`: the live server answers from its own thread, so the test's rows must be committed.
 # `serialized_rollback=True`: the tier ladder and the points policy of the data migrations are restored before each

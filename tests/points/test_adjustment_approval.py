@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from console.roles import FINANCE
+from members.console.roles import FINANCE
 from points.approvals import (
     AdjustmentAlreadyDecided,
     AdjustmentNotAllowed,

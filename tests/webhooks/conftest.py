@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.cache import cache
 
-from webhooks.models import WebhookEvent, WebhookSubscription
-from webhooks.services import CACHE_KEY
+from members.webhooks.models import WebhookEvent, WebhookSubscription
+from members.webhooks.services import CACHE_KEY
 
 
 @dataclass

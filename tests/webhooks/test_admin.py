@@ -6,8 +6,8 @@ from django.contrib.admin import helpers
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
-from webhooks.services import webhook_events_emit
+from members.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
+from members.webhooks.services import webhook_events_emit
 
 pytestmark = pytest.mark.django_db
 

@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from members.services import member_register
 from tests.clock import frozen_clock
-from webhooks import tasks
-from webhooks.delivery import retry_delay, webhook_deliver, webhooks_deliver_due
-from webhooks.models import WebhookDelivery, WebhookEvent
-from webhooks.services import webhook_deliveries_redeliver, webhook_events_emit
-from webhooks.signing import verify
+from members.webhooks import tasks
+from members.webhooks.delivery import retry_delay, webhook_deliver, webhooks_deliver_due
+from members.webhooks.models import WebhookDelivery, WebhookEvent
+from members.webhooks.services import webhook_deliveries_redeliver, webhook_events_emit
+from members.webhooks.signing import verify
 
 pytestmark = pytest.mark.django_db
 

@@ -8,17 +8,19 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from campaigns.messaging import tasks
+from campaigns.messaging.webhooks import points_expiring_emit
 from members.models import Member
 from members.privacy import member_anonymise
 from members.services import history_importing, member_lock, member_register, member_set_blocked
+from members.webhooks.models import WebhookDelivery, WebhookEvent
+from members.webhooks.services import webhook_events_emit
 from points.models import Reward
 from points.services import points_earn, reward_redeem
 from tests.clock import frozen_clock
 from tiers.models import Tier, TierChange
 from tiers.services import tier_import, tier_override, tiers_recalculate
-from webhooks import tasks
-from webhooks.models import WebhookDelivery, WebhookEvent
-from webhooks.services import points_expiring_emit, tier_changes_emit, webhook_events_emit
+from tiers.webhooks import tier_changes_emit
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@ events only, and a strong secret generated on creation."""
 import pytest
 from django.core.exceptions import ValidationError
 
-from webhooks.models import WebhookSubscription
+from members.webhooks.models import WebhookSubscription
 
 
 def subscription(url="https://shop.example/hooks", events=("member.updated",)):

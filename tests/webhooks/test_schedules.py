@@ -10,7 +10,7 @@ from members.jobs import job_tasks
 
 pytestmark = pytest.mark.django_db
 
-SCHEDULES = import_module("webhooks.migrations.0002_schedules").SCHEDULES
+SCHEDULES = import_module("members.webhooks.migrations.0002_schedules").SCHEDULES
 
 
 def test_the_webhook_schedules_exist_in_the_site_time_zone(settings):

@@ -4,7 +4,7 @@ import hashlib
 import hmac
 import time
 
-from webhooks.signing import sign, signature, verify
+from members.webhooks.signing import sign, signature, verify
 
 SECRET = "whsec-test"
 BODY = b'{"id":"1","event":"member.updated","data":{}}'

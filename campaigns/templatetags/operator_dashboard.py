@@ -1,14 +1,14 @@
-"""The dashboard on the admin index: a date range, KPI cards and the charts (members.dashboard), each chart with its
+"""The dashboard on the admin index: a date range, KPI cards and the charts (campaigns.dashboard), each chart with its
 CSV download. `{% load operator_dashboard %}{% operator_dashboard %}` in templates/admin/index.html.
 
 Charts are Unfold's chart components (a <canvas> its app.js draws with the Chart.js it ships); a user sees the charts
-whose permission they hold (members.dashboard.CHARTS).
+whose permission they hold (campaigns.dashboard.CHARTS).
 """
 from django import template
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from members.dashboard import PRESETS, Period, dashboard
+from campaigns.dashboard import PRESETS, Period, dashboard
 
 register = template.Library()
 

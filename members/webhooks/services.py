@@ -17,23 +17,23 @@ Nothing is emitted inside `members.services.history_importing()`: an import brin
 
 **Where events come from** (each a call from the app that makes the change, an import and a line):
 - member.tier_changed: tiers.evaluation.evaluate_range (every join, upgrade, renewal, downgrade, ladder move, set-based)
-  and tiers.services.tier_override / tier_import, through `tier_changes_emit` (key "tier_change:<TierChange id>");
+  and tiers.services.tier_override / tier_import, through `tiers.webhooks.tier_changes_emit` (key
+  "tier_change:<TierChange id>");
 - redemption.created: points.services.reward_redeem (key "redemption:<id>");
 - member.updated: members.services.member_register when it changes a profile (the admin's member form goes through it
   too), member_set_blocked, and members.privacy.member_anonymise (only the storefront id and "anonymised": true);
-- points.expiring: the daily job webhooks.emit_points_expiring (`points_expiring_emit`, the expiry reminder's
+- points.expiring: the daily job webhooks.emit_points_expiring (campaigns.messaging.tasks; `points_expiring_emit` in
+  campaigns.messaging.webhooks, the expiry reminder's
   selection: one event per member and month of first expiry, key "points_expiring:<member id>:<YYYY-MM>").
 """
 import json
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
 from .models import TEST_EVENT, WebhookDelivery, WebhookEvent, WebhookSubscription, new_secret
@@ -92,7 +92,7 @@ def _plain(payload: dict) -> dict:
     return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
@@ -157,54 +157,6 @@ def _dispatch_on_commit(event_ids: list) -> None:
 # --- The events -----------------------------------------------------------------------------------------------------
 
 
-def tier_changes_mark() -> int | None:
-    """Before a set-based write of TierChanges: the highest TierChange id so far, or None when nobody listens to
-    member.tier_changed (then nothing needs emitting, and this costs no query when the cache knows it)."""
-    from tiers.models import TierChange
-
-    if not subscriber_ids(WebhookEvent.MEMBER_TIER_CHANGED):
-        return None
-    return TierChange.objects.aggregate(last=Max("id"))["last"] or 0
-
-
-def tier_changes_emit(*, changes) -> int:
-    """member.tier_changed for each TierChange of `changes` (a queryset): one query to read them, one INSERT per
-    INSERT_BATCH deliveries."""
-    subscription_ids = subscriber_ids(WebhookEvent.MEMBER_TIER_CHANGED)
-    if not subscription_ids:
-        return 0
-    rows = changes.order_by("id").values(
-        "id", "member__external_id", "from_tier__code", "from_tier__name", "to_tier__code", "to_tier__name",
-        "reason", "created_at",
-    )
-    payloads = (
-        (
-            f"tier_change:{row['id']}",
-            {
-                "external_id": row["member__external_id"],
-                "from_tier": {"code": row["from_tier__code"], "name": row["from_tier__name"]}
-                if row["from_tier__code"] is not None else None,
-                "to_tier": {"code": row["to_tier__code"], "name": row["to_tier__name"]},
-                "reason": row["reason"],
-                "changed_at": _iso(row["created_at"]),
-            },
-        )
-        for row in rows
-    )
-    return webhook_events_emit(
-        event=WebhookEvent.MEMBER_TIER_CHANGED, payloads=payloads, subscription_ids=subscription_ids
-    )
-
-
-def tier_change_emit(*, change) -> int:
-    """member.tier_changed for one TierChange just created (staff override, import of a tier)."""
-    from tiers.models import TierChange
-
-    if not subscriber_ids(WebhookEvent.MEMBER_TIER_CHANGED):
-        return 0
-    return tier_changes_emit(changes=TierChange.objects.filter(pk=change.pk))
-
-
 def redemption_created_emit(*, redemption) -> int:
     return webhook_events_emit(
         event=WebhookEvent.REDEMPTION_CREATED,
@@ -217,7 +169,7 @@ def redemption_created_emit(*, redemption) -> int:
                     "reward": redemption.reward.code,
                     "quantity": redemption.quantity,
                     "points_spent": redemption.points,
-                    "created_at": _iso(redemption.created_at),
+                    "created_at": iso(redemption.created_at),
                 },
             )
         ],
@@ -234,7 +186,7 @@ def member_updated_emit(*, member, fields) -> int:
         payloads=[
             (
                 f"member_updated:{member.pk}:{uuid.uuid4().hex}",  # each change is an event of its own
-                {"external_id": member.external_id, "changed_fields": fields, "updated_at": _iso(member.updated_at)},
+                {"external_id": member.external_id, "changed_fields": fields, "updated_at": iso(member.updated_at)},
             )
         ],
     )
@@ -247,65 +199,6 @@ def member_anonymised_emit(*, member, external_id: str) -> int:
         event=WebhookEvent.MEMBER_UPDATED,
         payloads=[(f"member_anonymised:{member.pk}", {"external_id": external_id, "anonymised": True})],
     )
-
-
-def points_expiring_key(member_id: int, expiry_day) -> str:
-    return f"points_expiring:{member_id}:{expiry_day:%Y-%m}"
-
-
-def points_expiring_emit(
-    *, now: datetime | None = None, days: int | None = None, after: int = 0, batch_members: int = 5000, on_batch=None
-) -> int:
-    """points.expiring for members whose points expire within `days` (default LOYALTY_EXPIRY_REMINDER_DAYS, the
-    reminder's window), once per member and month of first expiry: the expiry reminder's selection
-    (campaigns.messaging.triggers), by ranges of member ids, one transaction each. `after` skips member ids up to it
-    (a resumed job); `on_batch(last_member_id, emitted)` runs in each batch's transaction. Returns the deliveries
-    written."""
-    from campaigns.messaging.selectors import last_usable_day
-    from members.models import Member
-    from points.selectors import live_lots
-
-    subscription_ids = subscriber_ids(WebhookEvent.POINTS_EXPIRING)
-    if not subscription_ids:
-        return 0
-    now = now or timezone.now()
-    days = settings.LOYALTY_EXPIRY_REMINDER_DAYS if days is None else days
-    expiring = live_lots(now).filter(expires_at__lte=now + timedelta(days=days))
-    bounds = expiring.filter(member_id__gt=after).aggregate(lo=Min("member_id"), hi=Max("member_id"))
-    total = 0
-    if bounds["lo"] is None:
-        return total
-    for lo in range(bounds["lo"], bounds["hi"] + 1, batch_members):
-        hi = lo + batch_members
-        rows = list(
-            expiring.filter(member_id__gte=lo, member_id__lt=hi)
-            .values("member_id")
-            .annotate(points=Sum("remaining"), first_expiry=Min("expires_at"))
-            .order_by("member_id")
-        )
-        external_ids = dict(
-            Member.objects.filter(pk__in=[row["member_id"] for row in rows]).values_list("pk", "external_id")
-        )
-        payloads = []
-        for row in rows:
-            first_day = last_usable_day(row["first_expiry"])
-            payloads.append((
-                points_expiring_key(row["member_id"], first_day),
-                {
-                    "external_id": external_ids.get(row["member_id"]),
-                    "points_expiring": row["points"],
-                    "expires_at": _iso(row["first_expiry"]),
-                    "last_usable_day": first_day.isoformat(),
-                },
-            ))
-        with transaction.atomic():
-            emitted = webhook_events_emit(
-                event=WebhookEvent.POINTS_EXPIRING, payloads=payloads, now=now, subscription_ids=subscription_ids
-            )
-            if on_batch is not None:
-                on_batch(min(hi, bounds["hi"] + 1) - 1, emitted)
-        total += emitted
-    return total
 
 
 # --- Staff operations -----------------------------------------------------------------------------------------------

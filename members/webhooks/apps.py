@@ -4,5 +4,6 @@ from django.utils.translation import gettext_lazy as _
 
 class WebhooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
-    name = "webhooks"
+    name = "members.webhooks"
+    label = "webhooks"
     verbose_name = _("Webhooks")

@@ -6,5 +6,6 @@ class ConsoleConfig(AppConfig):
     """The operator console's own rooms: staff roles (console.roles) and the audit log of staff changes
     (console.audit). It sits below members: the apps' admins import it, it imports none of them."""
 
-    name = "console"
+    name = "members.console"
+    label = "console"
     verbose_name = _("Operator console")

@@ -4,7 +4,7 @@
   attempt queues the next one itself after its backoff (low latency), and the sweep below is the safety net.
 - `webhooks.deliver_due`: every minute under beat: retries that are due, deliveries whose worker died, and bulk
   emits (queued on commit after one).
-- `webhooks.emit_points_expiring`: daily (a JobRun, members.jobs): points.expiring for members whose points expire soon.
+- `webhooks.emit_points_expiring` (daily, points.expiring) lives in campaigns.messaging.tasks, beside the reminder.
 Schedules: webhooks/migrations/0002_schedules.py.
 """
 from dataclasses import asdict
@@ -12,11 +12,8 @@ from dataclasses import asdict
 from celery import shared_task
 from django.utils import timezone
 
-from members.jobs import Job, JobTask, day_period
-
 from .delivery import webhook_deliver, webhooks_deliver_due
 from .models import WebhookDelivery
-from .services import points_expiring_emit
 
 # The sweep stops taking new batches after this many seconds (the next sweep, a minute later, goes on).
 DELIVER_TIME_BUDGET = 50
@@ -43,18 +40,3 @@ def deliver(self, delivery_id: int) -> str:
 @shared_task(name="webhooks.deliver_due", soft_time_limit=10 * 60, time_limit=11 * 60)
 def deliver_due() -> dict:
     return asdict(webhooks_deliver_due(time_budget=DELIVER_TIME_BUDGET))
-
-
-@shared_task(name="webhooks.emit_points_expiring", base=JobTask, bind=True)
-def emit_points_expiring(self, period: str | None = None, user_id: int | None = None) -> dict:
-    """Daily: points.expiring for members whose points expire soon, once per member and expiry month."""
-
-    def work(job: Job) -> None:
-        points_expiring_emit(
-            now=job.as_of,
-            after=job.cursor,
-            on_batch=lambda last_id, emitted: job.progress(cursor=last_id, counts={"deliveries": emitted}),
-        )
-        job.progress(counts={"deliveries": 0})  # the count shows, zero included
-
-    return self.run_job(period=period or day_period(), work=work, user_id=user_id)

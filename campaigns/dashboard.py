@@ -24,8 +24,8 @@ Definitions:
   outside the control arm) and those who placed a paid order within the campaign's conversion window, and the same
   for the control arm.
 
-The dependency direction (campaigns -> points -> tiers -> members) forbids module-level imports of the higher apps
-here: this is the one read model that spans all of them, so it imports them inside the functions that need them.
+It reads every app, so it lives in campaigns, the top of the dependency direction (campaigns -> points -> tiers ->
+members), with the templatetags that draw it (campaigns/templatetags).
 """
 import csv
 import io
@@ -43,8 +43,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext_lazy as _
 
-from .models import ActivityStatus, Member, Order
-from .resources import spreadsheet_safe
+from members.models import ActivityStatus, Member, Order
+from members.resources import spreadsheet_safe
 
 PAID_STATUSES = (Order.Status.PAID, Order.Status.PARTIALLY_REFUNDED)
 REGIONS_SHOWN = 12

@@ -7,7 +7,7 @@ from django.db import migrations
 
 
 def roles_create(apps, schema_editor):
-    from console.roles import roles_sync
+    from members.console.roles import roles_sync
 
     roles_sync(apps)
 

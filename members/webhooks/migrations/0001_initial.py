@@ -3,7 +3,7 @@
 import django.db.models.deletion
 import django.utils.timezone
 import uuid
-import webhooks.models
+import members.webhooks.models
 from django.db import migrations, models
 
 
@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=100, verbose_name='name')),
                 ('url', models.URLField(help_text='HTTPS, except for localhost (and anything while DEBUG is on).', max_length=500, verbose_name='target URL')),
                 ('events', models.JSONField(blank=True, default=list, verbose_name='events')),
-                ('secret', models.CharField(default=webhooks.models.new_secret, help_text="The storefront verifies X-Loyalty-Signature with it. Rotate it from the list's actions.", max_length=100, verbose_name='signing secret')),
+                ('secret', models.CharField(default=members.webhooks.models.new_secret, help_text="The storefront verifies X-Loyalty-Signature with it. Rotate it from the list's actions.", max_length=100, verbose_name='signing secret')),
                 ('active', models.BooleanField(default=True, verbose_name='active')),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False, verbose_name='created at')),
                 ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
