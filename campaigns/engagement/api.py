@@ -263,10 +263,10 @@ class LeaderboardView(APIView):
         limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
         # ASCII digits and \Z: exactly the schema's pattern (Python's \d and $ would also take other digits and "\n").
         month = serializers.RegexField(
-            r"^[0-9]{4}-(0[1-9]|1[0-2])\Z",
+            r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])\Z",  # years 1900-2999: month arithmetic stays in range
             required=False,
             trim_whitespace=False,
-            help_text="YYYY-MM, points board only.",
+            help_text="YYYY-MM (1900-2999), points board only.",
         )
 
     @extend_schema(

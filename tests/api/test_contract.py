@@ -6,6 +6,7 @@ It runs on the suite's database (SQLite locally; PostgreSQL when DATABASE_URL is
 text). A little data is seeded per operation (a member with points, an order, a reward, an event rule) and the
 generated member ids, order ids and reward codes are swapped for the seeded ones part of the time, so the 2xx paths
 run too, not only 404s. Generation is derandomized (a fixed seed per operation), so CI is not flaky."""
+import base64
 from datetime import timedelta
 from decimal import Decimal
 
@@ -31,6 +32,8 @@ MAX_EXAMPLES = 100
 # The key is made once, as Schemathesis takes it from its configuration; its row is saved per test by `contract_key`.
 API_KEY, API_KEY_PREFIX, API_KEY_HASH = ApiKey.objects.key_generator.generate()
 
+POST_EXPECTED = ["2xx", "401", "403", "404", "409", "422", "429"]
+
 CONFIG = schemathesis.Config.from_dict(
     {
         "seed": 8,
@@ -50,18 +53,25 @@ CONFIG = schemathesis.Config.from_dict(
         "checks": {"enabled": True},
         "operations": [
             {
-                # A POST with an Idempotency-Key that an earlier generated request used with another body is 422
-                # idempotency_key_reused: the key is valid, the state makes it a conflict (like a 409).
-                "include-method": "POST",
-                "checks": {
-                    "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429"]}
-                },
+                # Schema-valid POSTs the current state refuses: an Idempotency-Key an earlier generated request used
+                # with another body is 422 idempotency_key_reused (like a 409, the key is fine, the state is not).
+                "include-operation-id": ["members_anonymise", "members_check_in", "redemptions_create"],
+                "checks": {"positive_data_acceptance": {"expected-statuses": POST_EXPECTED}},
+            },
+            {
+                # These also answer 400 for schema-valid data that business rules refuse, which no schema can state:
+                # a referral code no member holds (unknown_referral_code), an order placed in the future, in another
+                # currency than the programme's, with a coupon that does not exist or more points than allowed
+                # (invalid_order, unsupported_currency, coupon_not_found, invalid_points_deduction), a refund above
+                # what is left on the order (refund_exceeds_order), an event kind no rule has or that occurred in
+                # the future (unknown_event_kind, domain_error).
+                "include-operation-id": ["members_register", "orders_record", "orders_refund", "members_events"],
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*POST_EXPECTED, "400"]}},
             },
             {
                 # A cursor is opaque: only the `next`/`previous` links this API issued are cursors; any other
                 # (schema-valid) string is 400 on `cursor`, which generated data cannot avoid.
-                "include-path-regex": "/(transactions|coupons)/$",
-                "include-method": "GET",
+                "include-operation-id": ["members_transactions", "members_coupons"],
                 "checks": {
                     "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "429"]}
                 },
@@ -97,7 +107,8 @@ def flatmap_body(context, body):
     if not isinstance(body, dict):
         return st.just(body)
     seeded = dict(body)
-    for field, value in (("customer_id", MEMBER_ID), ("member", MEMBER_ID), ("reward", REWARD_CODE)):
+    seeded_values = (("customer_id", MEMBER_ID), ("member", MEMBER_ID), ("reward", REWARD_CODE), ("kind", "review"))
+    for field, value in seeded_values:  # "review" is an event rule every programme starts with
         if isinstance(seeded.get(field), str):
             seeded[field] = value
     return st.sampled_from([body, seeded])
@@ -145,3 +156,75 @@ def _connections_kept_open():
 )
 def test_every_operation_honours_its_schema(case, contract_key):
     case.call_and_validate()
+
+
+# --- What the contract test found, pinned as plain regression tests ------------------------------------------------
+
+
+def test_a_nul_byte_in_a_member_id_is_404_not_a_server_error(api_client):
+    response = api_client.get("/api/v1/members/a%00b/")
+
+    assert (response.status_code, response.json()["code"]) == (404, "member_not_found")
+
+
+def test_a_nul_byte_in_a_refunded_order_id_is_404_not_a_server_error(api_client):
+    response = api_client.post("/api/v1/orders/a%00b/refunds/", {"refund_id": "r-1", "amount": "1.00"}, format="json")
+
+    assert (response.status_code, response.json()["code"]) == (404, "order_not_found")
+
+
+def test_a_nul_byte_in_a_text_field_is_a_400_field_error(api_client):
+    response = api_client.post("/api/v1/members/", {"external_id": "a\x00b"}, format="json")
+
+    assert response.status_code == 400
+    assert "external_id" in response.json()["errors"]
+
+
+def test_a_cursor_whose_position_is_no_id_is_a_400_on_cursor(api_client, member):
+    cursor = base64.b64encode(b"p=abc").decode()  # well-formed, but the position is not an id: was a 500
+
+    response = api_client.get(f"/api/v1/members/{member.external_id}/transactions/", {"cursor": cursor})
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["cursor"])
+
+
+def test_an_unreadable_cursor_is_a_400_on_cursor_not_a_404(api_client, member):
+    response = api_client.get(f"/api/v1/members/{member.external_id}/coupons/", {"cursor": "nonsense"})
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["cursor"])
+
+
+def test_a_page_size_that_is_no_positive_integer_is_a_400(api_client, member):
+    response = api_client.get(f"/api/v1/members/{member.external_id}/transactions/", {"page_size": "0"})
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["page_size"])
+
+
+def test_json_fields_take_exactly_the_type_the_schema_states(api_client, member):
+    body = {"order_id": 7, "customer_id": member.external_id, "placed_at": "2026-01-01T10:00:00Z",
+            "amount": 12.5, "quantity": "2"}
+
+    response = api_client.post("/api/v1/orders/", body, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"order_id", "amount", "quantity"}
+
+
+def test_an_empty_query_value_is_refused_not_taken_for_absent(api_client):
+    response = api_client.get("/api/v1/leaderboard/", {"limit": ""})
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["limit"])
+
+
+def test_a_leaderboard_month_outside_the_years_it_can_count_is_a_400_not_a_server_error(api_client):
+    response = api_client.get("/api/v1/leaderboard/", {"month": "0000-01"})
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["month"])
+
+
+def test_an_idempotency_key_with_spaces_is_a_400(api_client, member):
+    response = api_client.post(
+        f"/api/v1/members/{member.external_id}/check-ins/", HTTP_IDEMPOTENCY_KEY="two words"
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_idempotency_key")
