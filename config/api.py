@@ -5,7 +5,8 @@ import logging
 import re
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 import redis
@@ -271,6 +272,32 @@ class DecimalStringField(serializers.DecimalField):
         if not isinstance(data, str) or not self.regex.match(data):
             self.fail("format")
         return super().to_internal_value(data)
+
+
+class ApiDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 moment from 1970 to 2999. Earlier ones would be rendered back in local mean time offsets
+    ("+08:05:43", no valid RFC 3339), and far-future ones can overflow when converted between time zones."""
+
+    EARLIEST = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+    LATEST = datetime(3000, 1, 1, tzinfo=dt_timezone.utc)
+    default_error_messages = {"range": _("Must be from 1970 to 2999.")}
+
+    def to_internal_value(self, value):
+        try:
+            moment = super().to_internal_value(value)
+        except (OverflowError, ValueError):
+            self.fail("invalid", format="ISO 8601")
+        if not moment_in_range(moment):
+            self.fail("range")
+        return moment
+
+
+def moment_in_range(moment: datetime) -> bool:
+    """Whether an aware datetime is one the API takes (1970 to 2999; see ApiDateTimeField)."""
+    try:
+        return ApiDateTimeField.EARLIEST <= moment < ApiDateTimeField.LATEST
+    except OverflowError:
+        return False
 
 
 # JSON types each input field takes: DRF would also coerce "5" into 5, 1 into True and 5 into "5"; the API takes

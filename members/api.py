@@ -7,7 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import DecimalStringField, validate_json_types
+from config.api import ApiDateTimeField, DecimalStringField, validate_json_types
 from config.idempotency import IdempotentPostMixin
 from config.schema import error_responses
 
@@ -205,8 +205,8 @@ class OrderRecordView(IdempotentPostMixin, APIView):
     class Input(serializers.Serializer):
         order_id = serializers.CharField(max_length=64)
         customer_id = serializers.CharField(max_length=64, help_text="The member's external_id.")
-        placed_at = serializers.DateTimeField(
-            help_text="ISO 8601. Without an offset, the site time zone (TIME_ZONE) is assumed."
+        placed_at = ApiDateTimeField(
+            help_text="ISO 8601, from 1970 to 2999. Without an offset, the site time zone (TIME_ZONE) is assumed."
         )
         amount = DecimalStringField(max_digits=12, decimal_places=2, help_text="Paid amount, as a decimal string.")
         currency = serializers.CharField(min_length=3, max_length=3, default=settings.LOYALTY_CURRENCY)

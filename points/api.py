@@ -7,7 +7,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiCursorPagination, DecimalStringField
+from config.api import ApiCursorPagination, ApiDateTimeField, DecimalStringField, moment_in_range
 from config.idempotency import KEY_PATTERN, IdempotentPostMixin, InvalidIdempotencyKey, idempotency_key_is_valid
 from config.schema import error_responses
 from members.api import _validated
@@ -21,8 +21,12 @@ from .services import points_deduction_limit, points_deduction_value, reward_red
 
 class TransactionFilter(django_filters.FilterSet):
     kind = django_filters.MultipleChoiceFilter(choices=PointsTransaction.Kind.choices, help_text="Repeat for several.")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", help_text="ISO 8601, from 1970 to 2999."
+    )
+    created_before = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="lt", help_text="ISO 8601, from 1970 to 2999."
+    )
 
     class Meta:
         model = PointsTransaction
@@ -69,6 +73,13 @@ class MemberTransactionsView(generics.ListAPIView):
             raise serializers.ValidationError(blank)
         if not filterset.is_valid():
             raise serializers.ValidationError(filterset.errors)
+        out_of_range = {
+            name: [str(ApiDateTimeField.default_error_messages["range"])]
+            for name in ("created_after", "created_before")
+            if filterset.form.cleaned_data.get(name) and not moment_in_range(filterset.form.cleaned_data[name])
+        }
+        if out_of_range:  # far outside the ledger's life, and SQLite cannot even store such a moment (a 500)
+            raise serializers.ValidationError(out_of_range)
         return filterset.qs
 
 

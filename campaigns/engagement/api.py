@@ -6,7 +6,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiCursorPagination
+from config.api import ApiCursorPagination, ApiDateTimeField
 from config.idempotency import IdempotentPostMixin
 from config.schema import error_responses
 from members.api import _validated
@@ -166,7 +166,7 @@ class EventCreateView(IdempotentPostMixin, APIView):
         reference = serializers.CharField(
             max_length=64, help_text="The thing's id in the shop (review id, shared URL...): one reward per reference."
         )
-        occurred_at = serializers.DateTimeField(required=False, help_text="Default: now.")
+        occurred_at = ApiDateTimeField(required=False, help_text="ISO 8601, from 1970. Default: now.")
 
     @extend_schema(
         operation_id="members_events",

@@ -228,3 +228,22 @@ def test_an_idempotency_key_with_spaces_is_a_400(api_client, member):
     )
 
     assert (response.status_code, response.json()["code"]) == (400, "invalid_idempotency_key")
+
+
+def test_a_ledger_filter_moment_outside_1970_to_2999_is_a_400_not_a_server_error(api_client, member):
+    # Year 1 at +14:00 is year 0 in UTC: SQLite's adapter overflowed on it (a 500).
+    response = api_client.get(
+        f"/api/v1/members/{member.external_id}/transactions/", {"created_after": "0001-01-01T00:00:00+14:00"}
+    )
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["created_after"])
+
+
+def test_an_event_from_before_1970_is_a_400_as_its_time_would_render_in_local_mean_time(api_client, member):
+    response = api_client.post(
+        f"/api/v1/members/{member.external_id}/events/",
+        {"kind": "review", "reference": "r-1", "occurred_at": "1023-03-09T07:24:44Z"},
+        format="json",
+    )
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["occurred_at"])
