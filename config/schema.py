@@ -105,7 +105,8 @@ class ApiAutoSchema(AutoSchema):
                     {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
                     OpenApiParameter.HEADER,
                     required=False,
-                    description="1 to 255 visible ASCII characters (no spaces; a UUID will do), unique per request, kept 24 hours. A repeat answers the "
+                    description="1 to 255 visible ASCII characters (no spaces; a UUID will do), unique per request, "
+                    "kept 24 hours. A repeat answers the "
                     "stored response with `Idempotent-Replayed: true`; the same key with another body is 422 "
                     "idempotency_key_reused; while the first is still running, 409 idempotency_in_progress.",
                 ),

@@ -68,7 +68,9 @@ class MemberTransactionsView(generics.ListAPIView):
         params = self.request.query_params
         filterset = self.filterset_class(params, queryset=queryset)
         # django-filter takes an empty value for "no filter"; the API refuses it, as the schema's formats state.
-        blank = {name: [str(_("This field may not be blank."))] for name in filterset.filters if "" in params.getlist(name)}
+        blank = {
+            name: [str(_("This field may not be blank."))] for name in filterset.filters if "" in params.getlist(name)
+        }
         if blank:
             raise serializers.ValidationError(blank)
         if not filterset.is_valid():

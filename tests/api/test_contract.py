@@ -128,7 +128,9 @@ def flatmap_query(context, query):
 def contract_key(db, member_factory, order_factory):
     member = member_factory(external_id=MEMBER_ID)
     points_earn(member=member, amount=100_000, idempotency_key="contract-seed")
-    order_factory(customer_id=MEMBER_ID, order_id=ORDER_ID, amount=Decimal("500.00"), placed_at=timezone.now() - timedelta(days=1))
+    order_factory(
+        customer_id=MEMBER_ID, order_id=ORDER_ID, amount=Decimal("500.00"), placed_at=timezone.now() - timedelta(days=1)
+    )
     Reward.objects.create(code=REWARD_CODE, name="Mug", points_cost=100, stock=1_000_000)
     api_key = ApiKey(name="contract test", scopes=list(ApiScope.values), rate_limit_per_minute=0)  # 0: unlimited
     api_key.id, api_key.prefix, api_key.hashed_key = f"{API_KEY_PREFIX}.{API_KEY_HASH}", API_KEY_PREFIX, API_KEY_HASH

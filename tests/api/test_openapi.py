@@ -95,9 +95,12 @@ def test_every_operation_taking_input_documents_400_with_field_errors(client):
 def test_conflicts_list_their_domain_codes(client):
     operations = {label: operation for label, _m, _p, operation, _s in _api_operations(client)}
 
-    assert {"insufficient_points", "out_of_stock"} <= set(_codes(operations["POST /api/v1/redemptions/"]["responses"]["409"]))
-    assert "already_checked_in" in _codes(operations["POST /api/v1/members/{external_id}/check-ins/"]["responses"]["409"])
-    assert "order_conflict" in _codes(operations["POST /api/v1/orders/"]["responses"]["409"])
+    def conflicts(label):
+        return set(_codes(operations[label]["responses"]["409"]))
+
+    assert {"insufficient_points", "out_of_stock"} <= conflicts("POST /api/v1/redemptions/")
+    assert "already_checked_in" in conflicts("POST /api/v1/members/{external_id}/check-ins/")
+    assert "order_conflict" in conflicts("POST /api/v1/orders/")
 
 
 def test_request_text_fields_state_that_nul_is_refused_and_decimals_their_exact_format(client):
