@@ -306,6 +306,7 @@ _JSON_TYPES = (
     (serializers.BooleanField, (bool,), _("Must be true or false.")),
     (serializers.IntegerField, (int,), _("Must be an integer.")),
     (serializers.DecimalField, (str,), _('Must be a decimal string such as "12.50".')),
+    (serializers.MultipleChoiceField, (list,), _("Must be a list.")),
     (serializers.ChoiceField, (str,), _("Must be a string.")),
     (serializers.CharField, (str,), _("Must be a string.")),
     (serializers.DateField, (str,), _("Must be a string.")),

@@ -10,10 +10,10 @@ on it:
   Retry-After; on a POST 400 invalid_idempotency_key, 409 idempotency_in_progress, 422 idempotency_key_reused);
 - every text field of a request states what DRF's CharField checks: never a NUL character (PostgreSQL cannot store
   it, DRF refuses it) and, unless blank is allowed, something besides whitespace (DRF trims it first)."""
+from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_serializer
-from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from config.api import DecimalStringField
@@ -62,7 +62,7 @@ class ErrorResponse(OpenApiResponse):
     """An error response of an operation with the `code`s it can carry."""
 
     def __init__(self, status: int, codes=()):
-        super().__init__(ErrorSerializer, description=str(ERROR_DESCRIPTIONS[status]))
+        super().__init__(ErrorSerializer, description=ERROR_DESCRIPTIONS[status])
         self.status = status
         self.codes = list(codes)
 

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from config.api import ApiDateTimeField, DecimalStringField, validate_json_types
 from config.idempotency import IdempotentPostMixin
-from config.schema import error_responses
+from config.schema import ErrorSerializer, error_responses  # noqa: F401 (ErrorSerializer: re-exported, as before)
 
 from .errors import OrderNotFound
 from .models import ActivityStatus, ApiScope, RfmSegment
