@@ -18,6 +18,7 @@ request that is refused there (401, 403, 429) stores nothing.
 """
 import hashlib
 import json
+import re
 import secrets
 import time
 from datetime import timedelta
@@ -35,6 +36,10 @@ from members.models import ApiIdempotencyRecord, ApiKey
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
+# Visible ASCII, no spaces (a UUID, a hash, an order reference): HTTP servers strip the spaces around a header value,
+# and what PostgreSQL cannot store (NUL) or a proxy may mangle (non-ASCII) never reaches the table.
+KEY_PATTERN = "^[\\u0021-\\u007e]+$"
+_KEY_RE = re.compile("[\\u0021-\\u007e]+")
 POLL_INTERVAL = 0.05  # seconds between looks at a record another request is still working on
 
 
@@ -52,7 +57,7 @@ class IdempotencyInProgress(Conflict):
 
 class InvalidIdempotencyKey(InvalidInput):
     code = "invalid_idempotency_key"
-    default_detail = _("The Idempotency-Key header must be 1 to 255 characters.")
+    default_detail = _("The Idempotency-Key header must be 1 to 255 visible ASCII characters, without spaces.")
     field = HEADER
 
 
@@ -133,6 +138,10 @@ def idempotency_purge_expired() -> int:
     return deleted
 
 
+def idempotency_key_is_valid(key: str, *, max_length: int) -> bool:
+    return len(key) <= max_length and _KEY_RE.fullmatch(key) is not None
+
+
 def _raw_body(request) -> bytes:
     try:
         return request._request.body  # Django keeps the bytes, and DRF's parser reads them again
@@ -152,8 +161,7 @@ class IdempotentPostMixin:
         key = request.headers.get(HEADER)
         if key is None:
             return
-        key = key.strip()
-        if not key or len(key) > MAX_KEY_LENGTH:
+        if not idempotency_key_is_valid(key, max_length=MAX_KEY_LENGTH):
             raise InvalidIdempotencyKey()
         self._idempotency_record = idempotency_claim(
             api_key=request.auth,

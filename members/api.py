@@ -1,39 +1,20 @@
 """Storefront API for members and orders: validate, call one service, serialise."""
-from decimal import Decimal
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from django.http import QueryDict
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import ApiDateTimeField, DecimalStringField, validate_json_types
 from config.idempotency import IdempotentPostMixin
+from config.schema import ErrorSerializer, error_responses  # noqa: F401 (ErrorSerializer: re-exported, as before)
 
+from .errors import OrderNotFound
 from .models import ActivityStatus, ApiScope, RfmSegment
 from .selectors import member_detail, member_get
 from .services import member_register, order_record, order_refund
-
-
-@extend_schema_serializer(component_name="Error")
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable error code.")
-    detail = serializers.CharField()
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="Field name -> messages, for input errors.",
-    )
-
-
-def error_responses(*statuses: int) -> dict:
-    descriptions = {
-        400: "Invalid input",
-        401: "Missing or invalid API key",
-        403: "The key lacks the scope",
-        404: "Unknown member",
-        409: "Conflict with the current state",
-    }
-    return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in statuses}
 
 
 @extend_schema_serializer(component_name="TierPerk")
@@ -129,7 +110,7 @@ class MemberDetailOutput(serializers.Serializer):
         points = serializers.IntegerField()
 
     external_id = serializers.CharField()
-    email = serializers.EmailField()
+    email = serializers.CharField(help_text="Empty when unknown.")
     phone = serializers.CharField()
     name = serializers.CharField()
     birthday = serializers.DateField(allow_null=True)
@@ -189,7 +170,11 @@ class MemberRegisterView(IdempotentPostMixin, APIView):
         description="Upsert by external_id: 201 when the member is new, 200 when an existing profile was updated. "
         "Fields left out keep their value.",
         request=Input,
-        responses={201: MemberDetailOutput, 200: MemberDetailOutput, **error_responses(400, 401, 403)},
+        responses={
+            201: MemberDetailOutput,
+            200: MemberDetailOutput,
+            **error_responses(400, codes={400: ["invalid", "unknown_referral_code", "referral_refused"]}),
+        },
     )
     def post(self, request):
         data = _validated(self.Input, request.data)
@@ -206,7 +191,7 @@ class MemberDetailView(APIView):
     @extend_schema(
         operation_id="members_retrieve",
         summary="A member's balances, tier and progress",
-        responses={200: MemberDetailOutput, **error_responses(401, 403, 404)},
+        responses={200: MemberDetailOutput, **error_responses(404)},
     )
     def get(self, request, external_id: str):
         member = member_get(external_id=external_id)
@@ -220,12 +205,10 @@ class OrderRecordView(IdempotentPostMixin, APIView):
     class Input(serializers.Serializer):
         order_id = serializers.CharField(max_length=64)
         customer_id = serializers.CharField(max_length=64, help_text="The member's external_id.")
-        placed_at = serializers.DateTimeField(
-            help_text="ISO 8601. Without an offset, the site time zone (TIME_ZONE) is assumed."
+        placed_at = ApiDateTimeField(
+            help_text="ISO 8601, from 1970 to 2999. Without an offset, the site time zone (TIME_ZONE) is assumed."
         )
-        amount = serializers.DecimalField(
-            max_digits=12, decimal_places=2, min_value=0, help_text="Paid amount, as a decimal string."
-        )
+        amount = DecimalStringField(max_digits=12, decimal_places=2, help_text="Paid amount, as a decimal string.")
         currency = serializers.CharField(min_length=3, max_length=3, default=settings.LOYALTY_CURRENCY)
         quantity = serializers.IntegerField(min_value=1, max_value=1_000_000, default=1)
         category = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
@@ -263,7 +246,26 @@ class OrderRecordView(IdempotentPostMixin, APIView):
         description="Idempotent by order_id: the same order posted again answers 200 with the first result and "
         "credits nothing; the same order_id with different data is 409 order_conflict.",
         request=Input,
-        responses={201: Output, 200: Output, **error_responses(400, 401, 403, 404, 409)},
+        responses={
+            201: Output,
+            200: Output,
+            **error_responses(
+                400,
+                404,
+                409,
+                codes={
+                    400: [
+                        "invalid", "invalid_order", "unsupported_currency", "invalid_points_deduction",
+                        "coupon_not_found", "coupon_not_owner",
+                    ],
+                    404: ["member_not_found"],
+                    409: [
+                        "order_conflict", "coupon_used", "coupon_revoked", "coupon_expired", "coupon_not_yet_valid",
+                        "coupon_min_spend", "insufficient_points", "member_blocked",
+                    ],
+                },
+            ),
+        },
     )
     def post(self, request):
         data = _validated(self.Input, request.data)
@@ -287,8 +289,8 @@ class OrderRefundView(IdempotentPostMixin, APIView):
     @extend_schema_serializer(component_name="RefundInput")
     class Input(serializers.Serializer):
         refund_id = serializers.CharField(max_length=64)
-        amount = serializers.DecimalField(
-            max_digits=12, decimal_places=2, min_value=Decimal("0.01"), help_text="Refunded amount, a decimal string."
+        amount = DecimalStringField(
+            max_digits=12, decimal_places=2, positive=True, help_text="Refunded amount, a decimal string."
         )
 
     @extend_schema_serializer(component_name="RefundRecorded")
@@ -314,10 +316,25 @@ class OrderRefundView(IdempotentPostMixin, APIView):
         "refund_exceeds_order). Idempotent by refund_id: the same refund again answers 200 with the first result; "
         "the same refund_id with other data is 409 refund_conflict.",
         request=Input,
-        responses={201: Output, 200: Output, **error_responses(400, 401, 403, 404, 409)},
+        responses={
+            201: Output,
+            200: Output,
+            **error_responses(
+                400,
+                404,
+                409,
+                codes={
+                    400: ["invalid", "invalid_refund", "refund_exceeds_order"],
+                    404: ["order_not_found"],
+                    409: ["refund_conflict"],
+                },
+            ),
+        },
     )
     def post(self, request, order_id: str):
         data = _validated(self.Input, request.data)
+        if "\x00" in order_id:  # no order id holds NUL, and PostgreSQL refuses it in a query: not found, not a 500
+            raise OrderNotFound()
         result = order_refund(order_id=order_id, **data)
         refund, order, member = result.refund, result.order, result.member
         body = {
@@ -339,6 +356,12 @@ class OrderRefundView(IdempotentPostMixin, APIView):
 
 
 def _validated(serializer_class, data) -> dict:
+    """The validated input of a JSON body or a query string (400 with field errors)."""
+    if isinstance(data, QueryDict):
+        # As a plain dict, so an empty value (`?limit=`) is refused like in JSON rather than taken for "absent".
+        data = {key: data.get(key) for key in data}
+    else:
+        validate_json_types(serializer_class, data)
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)

@@ -7,8 +7,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.idempotency import IdempotentPostMixin
+from config.schema import error_responses
 
-from .api import _validated, error_responses
+from .api import _validated
 from .models import ApiScope
 from .privacy import member_anonymise, member_export
 from .selectors import member_get
@@ -25,7 +26,7 @@ class MemberExportView(APIView):
         "referrals, events), messages (channel, subject, body, sent_at). Decimals are strings, times ISO 8601.",
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="The member's data."),
-            **error_responses(401, 403, 404),
+            **error_responses(404),
         },
     )
     def get(self, request, external_id: str):
@@ -56,7 +57,7 @@ class MemberAnonymiseView(IdempotentPostMixin, APIView):
         "liability and reports are unchanged. Idempotent: calling again with the new id answers 200 with "
         "anonymised=false.",
         request=Input,
-        responses={200: Output, **error_responses(400, 401, 403, 404)},
+        responses={200: Output, **error_responses(400, 404, codes={400: ["invalid", "domain_error"]})},
         examples=[OpenApiExample("Request", value={"reason": "GDPR erasure request #4711"}, request_only=True)],
     )
     def post(self, request, external_id: str):

@@ -7,6 +7,8 @@ from .services import configured_hooks
 
 
 def member_get(*, external_id: str) -> Member:
+    if "\x00" in external_id:  # no id holds NUL, and PostgreSQL refuses it in a query: not found, not a 500
+        raise MemberNotFound()
     member = Member.objects.select_related("tier").filter(external_id=external_id).first()
     if member is None:
         raise MemberNotFound()

@@ -1,19 +1,16 @@
 """Storefront API for points: a member's ledger, the rewards catalogue, redemptions and the cash deduction quote.
 Thin views: validate, call one service or selector, serialise."""
-from decimal import Decimal
-
 import django_filters
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import generics, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.idempotency import IdempotentPostMixin
-from members.api import _validated, error_responses
-from members.errors import InvalidInput
+from config.api import ApiCursorPagination, ApiDateTimeField, DecimalStringField, moment_in_range
+from config.idempotency import KEY_PATTERN, IdempotentPostMixin, InvalidIdempotencyKey, idempotency_key_is_valid
+from config.schema import error_responses
+from members.api import _validated
 from members.models import ApiScope
 from members.selectors import member_get
 
@@ -24,20 +21,21 @@ from .services import points_deduction_limit, points_deduction_value, reward_red
 
 class TransactionFilter(django_filters.FilterSet):
     kind = django_filters.MultipleChoiceFilter(choices=PointsTransaction.Kind.choices, help_text="Repeat for several.")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", help_text="ISO 8601, from 1970 to 2999."
+    )
+    created_before = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="lt", help_text="ISO 8601, from 1970 to 2999."
+    )
 
     class Meta:
         model = PointsTransaction
         fields = ["kind", "created_after", "created_before"]
 
 
-class TransactionCursor(CursorPagination):
+class TransactionCursor(ApiCursorPagination):
     # Ids grow with time and are unique: a stable cursor even while new transactions arrive.
     ordering = "-id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 @extend_schema_serializer(component_name="PointsTransaction")
@@ -61,15 +59,29 @@ class MemberTransactionsView(generics.ListAPIView):
         operation_id="members_transactions",
         summary="A member's points transactions, newest first",
         description="Cursor-paginated (follow `next`). Filter by kind (repeatable) and by a created_at range.",
-        responses={200: TransactionOutput(many=True), **error_responses(400, 401, 403, 404)},
+        responses={200: TransactionOutput(many=True), **error_responses(400, 404)},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def filter_queryset(self, queryset):
-        filterset = self.filterset_class(self.request.query_params, queryset=queryset)
+        params = self.request.query_params
+        filterset = self.filterset_class(params, queryset=queryset)
+        # django-filter takes an empty value for "no filter"; the API refuses it, as the schema's formats state.
+        blank = {
+            name: [str(_("This field may not be blank."))] for name in filterset.filters if "" in params.getlist(name)
+        }
+        if blank:
+            raise serializers.ValidationError(blank)
         if not filterset.is_valid():
             raise serializers.ValidationError(filterset.errors)
+        out_of_range = {
+            name: [str(ApiDateTimeField.default_error_messages["range"])]
+            for name in ("created_after", "created_before")
+            if filterset.form.cleaned_data.get(name) and not moment_in_range(filterset.form.cleaned_data[name])
+        }
+        if out_of_range:  # far outside the ledger's life, and SQLite cannot even store such a moment (a 500)
+            raise serializers.ValidationError(out_of_range)
         return filterset.qs
 
 
@@ -96,14 +108,19 @@ class RewardOfferOutput(serializers.Serializer):
 class RewardListView(APIView):
     required_scope = ApiScope.READ
 
+    class Query(serializers.Serializer):
+        member = serializers.CharField(
+            max_length=64, required=False, allow_blank=True, help_text="A member's external_id: adds their eligibility."
+        )
+
     @extend_schema(
         operation_id="rewards_list",
         summary="The rewards catalogue open now, with eligibility for a member",
-        parameters=[OpenApiParameter("member", str, description="A member's external_id: adds their eligibility.")],
-        responses={200: RewardOfferOutput(many=True), **error_responses(401, 403, 404)},
+        parameters=[Query],
+        responses={200: RewardOfferOutput(many=True), **error_responses(400, 404)},
     )
     def get(self, request):
-        external_id = request.query_params.get("member")
+        external_id = _validated(self.Query, request.query_params).get("member")
         member = member_get(external_id=external_id) if external_id else None
         return Response(RewardOfferOutput(rewards_for_member(member), many=True).data)
 
@@ -117,6 +134,9 @@ class RedemptionOutput(serializers.ModelSerializer):
     class Meta:
         model = Redemption
         fields = ["id", "member", "reward", "quantity", "points", "status", "voucher_code", "created_at", "points_balance"]
+
+
+REDEMPTION_KEY_MAX_LENGTH = 100  # the redemption's own idempotency key column
 
 
 class RedemptionCreateView(IdempotentPostMixin, APIView):
@@ -137,14 +157,39 @@ class RedemptionCreateView(IdempotentPostMixin, APIView):
         "key or more than 24 hours ago for another redemption). 409 with a code when the "
         "member cannot redeem: insufficient_points, out_of_stock, member_limit_reached, tier_too_low, "
         "reward_unavailable, member_blocked.",
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                {"type": "string", "minLength": 1, "maxLength": REDEMPTION_KEY_MAX_LENGTH, "pattern": KEY_PATTERN},
+                OpenApiParameter.HEADER,
+                required=True,
+            )
+        ],
         request=Input,
-        responses={201: RedemptionOutput, 200: RedemptionOutput, **error_responses(400, 401, 403, 404, 409)},
+        responses={
+            201: RedemptionOutput,
+            200: RedemptionOutput,
+            **error_responses(
+                400,
+                404,
+                409,
+                codes={
+                    400: ["invalid", "invalid_idempotency_key", "domain_error"],
+                    404: ["member_not_found", "reward_not_found"],
+                    409: [
+                        "insufficient_points", "out_of_stock", "member_limit_reached", "tier_too_low",
+                        "reward_unavailable", "member_blocked", "idempotency_conflict",
+                    ],
+                },
+            ),
+        },
     )
     def post(self, request):
-        key = (request.headers.get("Idempotency-Key") or "").strip()
-        if not key or len(key) > 100:
-            raise InvalidInput(_("Send an Idempotency-Key header (1 to 100 characters)."), field="Idempotency-Key")
+        key = request.headers.get("Idempotency-Key") or ""
+        if not idempotency_key_is_valid(key, max_length=REDEMPTION_KEY_MAX_LENGTH):
+            raise InvalidIdempotencyKey(
+                _("Send an Idempotency-Key header: 1 to 100 visible ASCII characters, without spaces.")
+            )
         data = _validated(self.Input, request.data)
         member = member_get(external_id=data["member"])
         redemption, created = reward_redeem(
@@ -168,16 +213,19 @@ class PointsQuoteOutput(serializers.Serializer):
 class PointsQuoteView(APIView):
     required_scope = ApiScope.READ
 
+    @extend_schema_serializer(component_name="PointsQuoteQuery")
     class Input(serializers.Serializer):
-        order_total = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"))
+        order_total = DecimalStringField(
+            max_digits=12, decimal_places=2, help_text="The order's value before points, a decimal string."
+        )
 
     @extend_schema(
         operation_id="members_points_quote",
         summary="How many points an order may use as cash deduction",
         description="`order_total` is the order's value before points. Send the points chosen as `points_to_use` on "
         "POST /orders/, with `amount` the money paid (order_total minus the points' value).",
-        parameters=[OpenApiParameter("order_total", OpenApiTypes.DECIMAL, required=True)],
-        responses={200: PointsQuoteOutput, **error_responses(400, 401, 403, 404)},
+        parameters=[Input],
+        responses={200: PointsQuoteOutput, **error_responses(400, 404)},
     )
     def get(self, request, external_id: str):
         data = _validated(self.Input, request.query_params)

@@ -1,15 +1,15 @@
 """Storefront API for engagement: coupons, check-ins, member events, badges and the leaderboard.
 Thin views: validate, call one service or selector, serialise."""
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import generics, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import ApiCursorPagination, ApiDateTimeField
 from config.idempotency import IdempotentPostMixin
-from members.api import _validated, error_responses
+from config.schema import error_responses
+from members.api import _validated
 from members.models import ApiScope
 from members.selectors import member_get
 
@@ -22,11 +22,8 @@ COUPON_STATUSES = [*Coupon.Status.values, Coupon.EXPIRED]
 # --- Coupons ------------------------------------------------------------------------------------------------------
 
 
-class CouponCursor(CursorPagination):
+class CouponCursor(ApiCursorPagination):
     ordering = "-id"  # newest first; ids are unique and grow, so the cursor is stable while coupons are granted
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
 
 
 @extend_schema_serializer(component_name="Coupon")
@@ -56,8 +53,11 @@ class MemberCouponsView(generics.ListAPIView):
     serializer_class = CouponOutput
     pagination_class = CouponCursor
 
+    @extend_schema_serializer(component_name="CouponFilter")
     class Filter(serializers.Serializer):
-        status = serializers.ChoiceField(choices=COUPON_STATUSES, required=False)
+        status = serializers.ChoiceField(
+            choices=COUPON_STATUSES, required=False, help_text="`available` lists the coupons usable now."
+        )
 
     def get_queryset(self):
         member = member_get(external_id=self.kwargs["external_id"])
@@ -69,8 +69,8 @@ class MemberCouponsView(generics.ListAPIView):
         summary="A member's coupons, newest first",
         description="Cursor-paginated (follow `next`). `?status=available` lists the coupons usable now; use one "
         "with `coupon_code` on POST /orders/.",
-        parameters=[OpenApiParameter("status", str, enum=COUPON_STATUSES)],
-        responses={200: CouponOutput(many=True), **error_responses(400, 401, 403, 404)},
+        parameters=[Filter],
+        responses={200: CouponOutput(many=True), **error_responses(400, 404)},
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -111,7 +111,7 @@ class CheckInView(IdempotentPostMixin, APIView):
     @extend_schema(
         operation_id="members_check_in_status",
         summary="Whether the member has checked in today, and their streak",
-        responses={200: CheckInStatusOutput, **error_responses(401, 403, 404)},
+        responses={200: CheckInStatusOutput, **error_responses(404)},
     )
     def get(self, request, external_id: str):
         member = member_get(external_id=external_id)
@@ -123,7 +123,10 @@ class CheckInView(IdempotentPostMixin, APIView):
         description="Once per local day (the programme's TIME_ZONE): a second check-in the same day is 409 "
         "already_checked_in; a blocked member is 409 member_blocked. No body.",
         request=None,
-        responses={201: CheckInOutput, **error_responses(401, 403, 404, 409)},
+        responses={
+            201: CheckInOutput,
+            **error_responses(404, 409, codes={409: ["already_checked_in", "member_blocked"]}),
+        },
     )
     def post(self, request, external_id: str):
         member = member_get(external_id=external_id)
@@ -156,11 +159,14 @@ class EventCreateView(IdempotentPostMixin, APIView):
 
     @extend_schema_serializer(component_name="MemberEventInput")
     class Input(serializers.Serializer):
-        kind = serializers.SlugField(max_length=32, help_text="An event rule's kind: review, photo-review, share...")
+        # Not trimmed: a kind is a slug exactly as the schema's pattern states.
+        kind = serializers.SlugField(
+            max_length=32, trim_whitespace=False, help_text="An event rule's kind: review, photo-review, share..."
+        )
         reference = serializers.CharField(
             max_length=64, help_text="The thing's id in the shop (review id, shared URL...): one reward per reference."
         )
-        occurred_at = serializers.DateTimeField(required=False, help_text="Default: now.")
+        occurred_at = ApiDateTimeField(required=False, help_text="ISO 8601, from 1970. Default: now.")
 
     @extend_schema(
         operation_id="members_events",
@@ -169,7 +175,14 @@ class EventCreateView(IdempotentPostMixin, APIView):
         "event is recorded with 0 points and outcome daily_cap_reached (still 201). Idempotent by (kind, reference): "
         "the same event again answers 200 with the first result. An unknown kind is 400 unknown_event_kind.",
         request=Input,
-        responses={201: EventOutput, 200: EventOutput, **error_responses(400, 401, 403, 404)},
+        responses={
+            201: EventOutput,
+            200: EventOutput,
+            **error_responses(
+                400, 404, 409,
+                codes={400: ["invalid", "unknown_event_kind", "domain_error"], 409: ["idempotency_conflict"]},
+            ),
+        },
     )
     def post(self, request, external_id: str):
         data = _validated(self.Input, request.data)
@@ -203,17 +216,22 @@ class BadgeOutput(serializers.Serializer):
 class MemberBadgesView(APIView):
     required_scope = ApiScope.READ
 
+    @extend_schema_serializer(component_name="BadgeFilter")
+    class Filter(serializers.Serializer):
+        earned = serializers.BooleanField(required=False, default=False, help_text="true: only the badges earned.")
+
     @extend_schema(
         operation_id="members_badges",
         summary="The member's badge wall",
         description="Every active badge (earned or not yet) and any retired one the member holds, in wall order.",
-        parameters=[OpenApiParameter("earned", OpenApiTypes.BOOL, description="true: only the badges earned.")],
-        responses={200: BadgeOutput(many=True), **error_responses(401, 403, 404)},
+        parameters=[Filter],
+        responses={200: BadgeOutput(many=True), **error_responses(400, 404)},
     )
     def get(self, request, external_id: str):
+        params = _validated(self.Filter, request.query_params)
         member = member_get(external_id=external_id)
         badges = member_badges(member)
-        if request.query_params.get("earned") in ("true", "1"):
+        if params["earned"]:
             badges = badges.filter(awarded_at__isnull=False)
         return Response(BadgeOutput(badges, many=True).data)
 
@@ -239,10 +257,17 @@ class LeaderboardOutput(serializers.Serializer):
 class LeaderboardView(APIView):
     required_scope = ApiScope.READ
 
+    @extend_schema_serializer(component_name="LeaderboardQuery")
     class Input(serializers.Serializer):
         board = serializers.ChoiceField(choices=["points", "growth"], default="points")
         limit = serializers.IntegerField(min_value=1, max_value=100, default=10)
-        month = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", required=False, help_text="YYYY-MM")
+        # ASCII digits and \Z: exactly the schema's pattern (Python's \d and $ would also take other digits and "\n").
+        month = serializers.RegexField(
+            r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])\Z",  # years 1900-2999: month arithmetic stays in range
+            required=False,
+            trim_whitespace=False,
+            help_text="YYYY-MM (1900-2999), points board only.",
+        )
 
     @extend_schema(
         operation_id="leaderboard",
@@ -251,12 +276,8 @@ class LeaderboardView(APIView):
         "one): order points and every bonus (check-ins, events, referrals, birthdays, campaigns), net of refund "
         "clawbacks; not staff adjustments or imports. `board=growth`: growth value now. Blocked members are left "
         "out. Cached for a minute.",
-        parameters=[
-            OpenApiParameter("board", str, enum=["points", "growth"]),
-            OpenApiParameter("limit", int, description="1 to 100, default 10."),
-            OpenApiParameter("month", str, description="YYYY-MM, points board only."),
-        ],
-        responses={200: LeaderboardOutput, **error_responses(400, 401, 403)},
+        parameters=[Input],
+        responses={200: LeaderboardOutput, **error_responses(400)},
     )
     def get(self, request):
         data = _validated(self.Input, request.query_params)

@@ -28,3 +28,84 @@ def test_the_docs_ui_loads_its_assets_from_this_server_only(client):
     html = response.content.decode()
     assert "drf_spectacular_sidecar/swagger-ui-dist" in html
     assert not re.search(r"""(src|href)=["']https?://""", html), "no asset may come from a CDN"
+
+
+def _api_operations(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    for path, operations in schema["paths"].items():
+        if path.startswith("/api/v1/"):
+            for method, operation in operations.items():
+                yield f"{method.upper()} {path}", method, path, operation, schema
+
+
+def _codes(response):
+    return response["content"]["application/json"]["schema"]["allOf"][1]["properties"]["code"]["enum"]
+
+
+def test_every_operation_documents_401_403_and_429_with_the_error_body_and_their_codes(client):
+    for label, _method, _path, operation, _schema in _api_operations(client):
+        responses = operation["responses"]
+        assert _codes(responses["401"]) == ["authentication_failed", "not_authenticated"], label
+        assert "WWW-Authenticate" in responses["401"]["headers"], label
+        assert _codes(responses["403"]) == ["permission_denied"], label
+        assert _codes(responses["429"]) == ["throttled"], label
+        assert responses["429"]["headers"]["Retry-After"]["schema"]["type"] == "integer", label
+
+
+def test_every_error_response_carries_the_error_body_with_its_codes_in_the_description(client):
+    for label, _method, _path, operation, schema in _api_operations(client):
+        for status, response in operation["responses"].items():
+            if int(status) < 400:
+                continue
+            body = response["content"]["application/json"]["schema"]
+            assert body["allOf"][0] == {"$ref": "#/components/schemas/Error"}, (label, status)
+            codes = _codes(response)
+            assert codes and all(code in response["description"] for code in codes), (label, status)
+    error = schema["components"]["schemas"]["Error"]
+    assert set(error["properties"]) == {"code", "detail", "errors"}
+    assert error["required"] == ["code", "detail"]
+
+
+def test_every_post_documents_the_idempotency_errors_and_bad_input(client):
+    for label, method, _path, operation, _schema in _api_operations(client):
+        if method != "post":
+            continue
+        responses = operation["responses"]
+        assert "invalid_idempotency_key" in _codes(responses["400"]), label
+        assert "idempotency_in_progress" in _codes(responses["409"]), label
+        assert _codes(responses["422"]) == ["idempotency_key_reused"], label
+        assert "415" in responses, label
+
+
+def test_every_operation_with_a_member_or_order_in_its_path_documents_404(client):
+    for label, _method, path, operation, _schema in _api_operations(client):
+        if "{external_id}" in path:
+            assert "member_not_found" in _codes(operation["responses"]["404"]), label
+        if "{order_id}" in path:
+            assert "order_not_found" in _codes(operation["responses"]["404"]), label
+
+
+def test_every_operation_taking_input_documents_400_with_field_errors(client):
+    for label, _method, _path, operation, _schema in _api_operations(client):
+        takes_query = any(p["in"] == "query" for p in operation.get("parameters", []))
+        if takes_query or "requestBody" in operation:
+            assert "invalid" in _codes(operation["responses"]["400"]), label
+
+
+def test_conflicts_list_their_domain_codes(client):
+    operations = {label: operation for label, _m, _p, operation, _s in _api_operations(client)}
+
+    def conflicts(label):
+        return set(_codes(operations[label]["responses"]["409"]))
+
+    assert {"insufficient_points", "out_of_stock"} <= conflicts("POST /api/v1/redemptions/")
+    assert "already_checked_in" in conflicts("POST /api/v1/members/{external_id}/check-ins/")
+    assert "order_conflict" in conflicts("POST /api/v1/orders/")
+
+
+def test_request_text_fields_state_that_nul_is_refused_and_decimals_their_exact_format(client):
+    schemas = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["components"]["schemas"]
+
+    assert schemas["OrderInput"]["properties"]["order_id"]["pattern"] == r"^[^\u0000]*\S[^\u0000]*$"
+    assert schemas["MemberRegistration"]["properties"]["name"]["pattern"] == r"^[^\u0000]*$"
+    assert schemas["OrderInput"]["properties"]["amount"]["pattern"] == r"^(?:0|[1-9][0-9]{0,9})(?:\.[0-9]{1,2})?$"
