@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 from members.errors import InvalidInput
 from members.models import Member
 from members.services import OrderRecorded, OrderRefunded, member_lock
-from webhooks import services as webhooks
+from members.webhooks import services as webhooks
 
 from .errors import (
     IdempotencyConflict,

@@ -27,7 +27,7 @@ from unfold.contrib.filters.admin import (
 )
 from unfold.decorators import action, display
 
-from console.audit import AuditedAdminMixin
+from members.console.audit import AuditedAdminMixin
 from members.admin import (
     DayRangeFilter,
     MemberAdmin,
