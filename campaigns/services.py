@@ -47,7 +47,9 @@ from django.db.models import Exists, F, OuterRef, Q, Sum, Value, prefetch_relate
 from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from config.i18n import stored_text
 from campaigns.engagement.models import Coupon
 from campaigns.engagement.services import ReferralRewarded, coupon_grant, coupon_terms
 from campaigns.engagement.errors import InvalidCoupon
@@ -262,7 +264,7 @@ def campaign_launch(*, campaign: Campaign, user) -> Campaign:
             campaign.starts_at = now  # launching a scheduled campaign starts it now
         elif campaign.starts_at is not None and campaign.starts_at > now:
             _status_set(campaign, Status.SCHEDULED, action=CampaignEvent.Action.LAUNCH, user=user,
-                        note=_("starts %(at)s") % {"at": f"{timezone.localtime(campaign.starts_at):%Y-%m-%d %H:%M}"})
+                        note=stored_text(gettext_lazy("starts %(at)s"), {"at": f"{timezone.localtime(campaign.starts_at):%Y-%m-%d %H:%M}"}))
             return campaign
         campaign.starts_at = campaign.starts_at or now
         _status_set(campaign, Status.RUNNING, action=CampaignEvent.Action.LAUNCH, user=user)
@@ -351,7 +353,7 @@ def campaigns_update_statuses(*, now: datetime | None = None) -> StatusUpdate:
             if campaign.status != Status.SCHEDULED or campaign.starts_at is None or campaign.starts_at > now:
                 continue
             if campaign.ends_at is not None and campaign.ends_at <= now:
-                _status_set(campaign, Status.FINISHED, action=CampaignEvent.Action.FINISH, note=_("ended"))
+                _status_set(campaign, Status.FINISHED, action=CampaignEvent.Action.FINISH, note=stored_text(gettext_lazy("ended")))
                 result.finished += 1
                 continue
             _status_set(campaign, Status.RUNNING, action=CampaignEvent.Action.START)
@@ -365,7 +367,7 @@ def campaigns_update_statuses(*, now: datetime | None = None) -> StatusUpdate:
             campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
             if campaign.status not in (Status.RUNNING, Status.PAUSED) or campaign.ends_at is None or campaign.ends_at > now:
                 continue
-            _status_set(campaign, Status.FINISHED, action=CampaignEvent.Action.FINISH, note=_("ended"))
+            _status_set(campaign, Status.FINISHED, action=CampaignEvent.Action.FINISH, note=stored_text(gettext_lazy("ended")))
             result.finished += 1
     return result
 
@@ -610,7 +612,7 @@ def _grant_batch(
     if result.budget_exhausted or purse.exhausted():
         result.budget_exhausted = True
         _status_set(purse.campaign, Status.FINISHED, action=CampaignEvent.Action.BUDGET_EXHAUSTED,
-                    note=_("budget exhausted"))
+                    note=stored_text(gettext_lazy("budget exhausted")))
     return result
 
 
@@ -645,7 +647,7 @@ def campaign_grants_run(
                 purse = _Purse(campaign_id)
                 if purse.campaign.status == Status.RUNNING:
                     _status_set(purse.campaign, Status.FINISHED, action=CampaignEvent.Action.GRANTS_DONE,
-                                note=_("granted to everyone in the audience"))
+                                note=stored_text(gettext_lazy("granted to everyone in the audience")))
                 return result
             batch = _grant_batch(campaign_id=campaign_id, plans={pk: GrantPlan() for pk in member_ids})
             after = member_ids[-1]
@@ -743,7 +745,7 @@ def _multiplier_credit(campaign_id, member, order, base, factor, variant) -> boo
     )
     if purse.exhausted():
         _status_set(campaign, Status.FINISHED, action=CampaignEvent.Action.BUDGET_EXHAUSTED,
-                    note=_("budget exhausted"))
+                    note=stored_text(gettext_lazy("budget exhausted")))
     return True
 
 
@@ -764,7 +766,7 @@ def campaign_clawback_on_refund(event: OrderRefunded) -> None:
         _debit, clawed, forgiven = points_claw_back(
             member=member, points=to_claw, idempotency_key=f"refund:{refund.refund_id}:campaign:{campaign_id}",
             reference=order.order_id, first_lot_ids=(credit.pk,),
-            note=_("refund %(refund)s: campaign points") % {"refund": refund.refund_id},
+            note=stored_text(gettext_lazy("refund %(refund)s: campaign points"), {"refund": refund.refund_id}),
         )
         refund.points_clawed_back += clawed
         refund.points_forgiven += forgiven

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from config.i18n import stored_text
 from members.errors import Conflict, InvalidInput, NotFound
 from members.models import Member
 
@@ -107,9 +108,9 @@ def adjustment_approve(*, request_id: int, approver, note: str = "") -> tuple[Po
         entry = points_adjust(
             member=request.member,
             amount=request.amount,
-            reason=_("%(reason)s (approved by %(approver)s)") % {
+            reason=stored_text(gettext_lazy("%(reason)s (approved by %(approver)s)"), {
                 "reason": request.reason, "approver": approver.get_username(),
-            },
+            }),
             created_by=request.requested_by,
             idempotency_key=f"adjustment-request:{request.pk}",
         )

@@ -14,8 +14,9 @@ from datetime import date
 
 from django.db import transaction
 from django.db.models import Q
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from config.i18n import stored_text
 from members.models import Member
 
 from .errors import MemberBlocked
@@ -79,7 +80,7 @@ def points_birthday_bonus(
                         kind=PointsTransaction.Kind.BONUS,
                         idempotency_key=birthday_key(day, member.pk),
                         reference=f"birthday {day.year}",
-                        note=_("Birthday bonus (%(tier)s)") % {"tier": member.tier.name},
+                        note=stored_text(gettext_lazy("Birthday bonus (%(tier)s)"), {"tier": member.tier.name}),
                     )
                 except MemberBlocked:
                     continue

@@ -23,7 +23,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from config.i18n import stored_text
 from members.errors import InvalidInput
 from members.models import Member
 from members.services import OrderRecorded, OrderRefunded, member_lock
@@ -158,7 +160,7 @@ def _order_deduct(*, member: Member, order, points: int, policy: PointsPolicy) -
         draws=_lots_draw(member=member, points=points, now=now),
         idempotency_key=f"order:{order.order_id}:deduct",
         reference=order.order_id,
-        note=_("%(value)s %(currency)s off the order") % {"value": value, "currency": order.currency},
+        note=stored_text(gettext_lazy("%(value)s %(currency)s off the order"), {"value": value, "currency": order.currency}),
     )
 
 
@@ -214,7 +216,7 @@ def points_on_refund(event: OrderRefunded) -> None:
             debt_delta=debt,
             idempotency_key=f"refund:{refund.refund_id}:clawback",
             reference=order.order_id,
-            note=_("refund %(refund)s of %(amount)s") % {"refund": refund.refund_id, "amount": refund.amount},
+            note=stored_text(gettext_lazy("refund %(refund)s of %(amount)s"), {"refund": refund.refund_id, "amount": refund.amount}),
         )
 
 

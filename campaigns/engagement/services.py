@@ -39,7 +39,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from config.i18n import stored_text
 from members.errors import InvalidInput
 from members.models import Member
 from members.services import ORDER_CLOCK_SKEW, OrderRecorded, member_lock
@@ -352,7 +354,7 @@ def referral_on_order(event: OrderRecorded) -> None:
             kind=Kind.BONUS,
             idempotency_key=f"referral:{member.pk}:referee",
             reference=f"referral:{referrer.external_id}"[:64],
-            note=_("Welcome bonus: referred by %(referrer)s") % {"referrer": referrer.external_id},
+            note=stored_text(gettext_lazy("Welcome bonus: referred by %(referrer)s"), {"referrer": referrer.external_id}),
         )
     _notify("LOYALTY_REFERRAL_HANDLERS", ReferralRewarded(referral, member, "referee", referral.referee_points))
     referral_id = referral.pk
@@ -388,7 +390,7 @@ def referral_reward_referrer(*, referral_id: int) -> Referral | None:
                     kind=Kind.BONUS,
                     idempotency_key=f"referral:{referral.referee_id}:referrer",
                     reference=reference,
-                    note=_("Referral bonus: a friend's first order"),
+                    note=stored_text(gettext_lazy("Referral bonus: a friend's first order")),
                 )
             growth_record(
                 member=referrer,
@@ -458,7 +460,7 @@ def checkin_record(*, member: Member) -> CheckIn:
             reference = f"check-in:{today.isoformat()}"
             key = f"checkin:{member.pk}:{today.isoformat()}"
             if checkin.points:
-                note = _("Check-in, day %(streak)s of a streak") % {"streak": streak}
+                note = stored_text(gettext_lazy("Check-in, day %(streak)s of a streak"), {"streak": streak})
                 points_earn(
                     member=member, amount=checkin.points, kind=Kind.BONUS, idempotency_key=key, reference=reference,
                     note=note,
