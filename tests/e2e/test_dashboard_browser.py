@@ -14,14 +14,15 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from campaigns.dashboard import CHARTS
+from tests.e2e import artifact
 
 # `transaction=True`: the live server answers from its own thread, so the test's rows must be committed.
 # `serialized_rollback=True`: the tier ladder and the points policy of the data migrations are restored before each
 # test (the flush after a transactional test empties every table).
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-SCREENSHOT_DASHBOARD = "/tmp/e2e-dashboard.png"
-SCREENSHOT_RANGE = "/tmp/e2e-dashboard-30-days.png"
+SCREENSHOT_DASHBOARD = artifact("e2e-dashboard.png")
+SCREENSHOT_RANGE = artifact("e2e-dashboard-30-days.png")
 
 
 @pytest.fixture

@@ -10,12 +10,13 @@ from playwright.sync_api import expect
 
 from members.jobs import job_run
 from members.models import ImportRowError, ImportRun, Order
+from tests.e2e import artifact
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-SCREENSHOT_PREVIEW = "/tmp/e2e-import-preview.png"
-SCREENSHOT_RUN = "/tmp/e2e-import-run.png"
-SCREENSHOT_JOBS = "/tmp/e2e-jobs-dashboard.png"
+SCREENSHOT_PREVIEW = artifact("e2e-import-preview.png")
+SCREENSHOT_RUN = artifact("e2e-import-run.png")
+SCREENSHOT_JOBS = artifact("e2e-jobs-dashboard.png")
 
 
 def local(days_ago: int) -> str:

@@ -2,6 +2,8 @@
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e import artifact
+
 from .conftest import STAFF_USERNAME
 
 # `transaction=True`: the live server answers from its own thread; see test_admin_browser.py for serialized_rollback.
@@ -27,6 +29,9 @@ def test_staff_switch_the_admin_to_chinese_from_the_user_menu_and_it_renders_in_
     members_link.click()
     expect(staff_page.get_by_role("link", name=member.external_id)).to_be_visible()
     expect(staff_page.get_by_text("应用筛选")).to_be_attached()  # Unfold's "Apply Filters" (locale/vendor)
+    staff_page.goto("/admin/")
+    expect(staff_page.locator("canvas.chart").first).to_be_visible()
+    staff_page.screenshot(path=artifact("e2e-dashboard-zh-hans.png"), full_page=True)
 
 
 def test_the_chosen_language_stays_across_pages_until_switched_back_to_english(staff_page):

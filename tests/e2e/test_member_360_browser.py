@@ -15,14 +15,15 @@ from playwright.sync_api import expect
 
 from campaigns.engagement.models import Coupon
 from campaigns.engagement.services import coupon_grant
+from tests.e2e import artifact
 
 # `transaction=True`: the live server answers from its own thread, so the test's rows must be committed.
 # `serialized_rollback=True`: the tier ladder and the points policy of the data migrations are restored before each
 # test (the flush after a transactional test empties every table).
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-SCREENSHOT_MEMBER_360 = "/tmp/e2e-member-360.png"
-SCREENSHOT_QUICK_ACTION = "/tmp/e2e-member-360-grant-coupon.png"
+SCREENSHOT_MEMBER_360 = artifact("e2e-member-360.png")
+SCREENSHOT_QUICK_ACTION = artifact("e2e-member-360-grant-coupon.png")
 
 
 @pytest.fixture

@@ -19,15 +19,16 @@ from playwright.sync_api import expect
 from members.models import Member
 from points.models import PointsPolicy, PointsTransaction, Redemption, Reward
 from points.services import points_earn, reward_redeem
+from tests.e2e import artifact
 
 # `transaction=True`: the live server answers from its own thread, so the test's rows must be committed.
 # `serialized_rollback=True`: the flush after each transactional test empties every table, the tier ladder and the
 # points policy of the data migrations included; they are restored before each test (see test_admin_browser.py).
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-SCREENSHOT_CONFIRM = "/tmp/e2e-adjust-confirm.png"
-SCREENSHOT_LIABILITY = "/tmp/e2e-liability.png"
-SCREENSHOT_POLICY = "/tmp/e2e-policy.png"
+SCREENSHOT_CONFIRM = artifact("e2e-adjust-confirm.png")
+SCREENSHOT_LIABILITY = artifact("e2e-liability.png")
+SCREENSHOT_POLICY = artifact("e2e-policy.png")
 
 
 # --- Helpers ------------------------------------------------------------------------------------------------------

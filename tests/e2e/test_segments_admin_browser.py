@@ -14,10 +14,11 @@ from members.models import Member
 from members.rfm import rfm_refresh
 
 from .test_points_admin_browser import field, sidebar_link
+from tests.e2e import artifact
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-SCREENSHOT = "/tmp/e2e-segment-live-count.png"
+SCREENSHOT = artifact("e2e-segment-live-count.png")
 
 
 @pytest.fixture

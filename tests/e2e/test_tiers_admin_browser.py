@@ -21,15 +21,16 @@ from tiers.models import ExcludedCategory, Tier, TierChange, TierPolicy
 from tiers.services import tier_override
 
 from .test_points_admin_browser import field, run_action, sidebar_link
+from tests.e2e import artifact
 
 # `transaction=True`: the live server answers from its own thread, so the test's rows must be committed.
 # `serialized_rollback=True`: the flush after each transactional test empties every table, the tier ladder, the tier
 # rules and their growth rules of the data migrations included; they are restored before each test.
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-SCREENSHOT_PREVIEW = "/tmp/e2e-tier-preview.png"
-SCREENSHOT_PANEL = "/tmp/e2e-tier-member-panel.png"
-SCREENSHOT_RULES = "/tmp/e2e-tier-rules.png"
+SCREENSHOT_PREVIEW = artifact("e2e-tier-preview.png")
+SCREENSHOT_PANEL = artifact("e2e-tier-member-panel.png")
+SCREENSHOT_RULES = artifact("e2e-tier-rules.png")
 
 
 # --- Helpers ------------------------------------------------------------------------------------------------------
