@@ -686,6 +686,7 @@ QUICK_ACTIONS = (
     ("adjust_points", _("Adjust points"), "points.adjust_points", "tune"),
     ("override_tier", _("Set tier"), "tiers.override_tier", "military_tech"),
     ("grant_coupon", _("Grant a coupon"), "engagement.add_coupon", "confirmation_number"),
+    ("send_message", _("Send a message"), "messaging.add_message", "mail"),
 )
 
 

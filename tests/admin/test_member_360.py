@@ -10,10 +10,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from campaigns.dashboard import TIMELINE_ITEMS, member_timeline
 from campaigns.engagement.models import Badge, Coupon, MemberBadge
 from campaigns.engagement.services import coupon_grant
 from campaigns.messaging.models import Message
-from campaigns.dashboard import TIMELINE_ITEMS, member_timeline
 from members.models import Member, Order
 from points.models import PointsTransaction
 from tiers.models import Tier, TierChange
@@ -162,6 +162,7 @@ def test_the_more_links_open_each_changelist_filtered_to_the_member(admin_client
 
 @pytest.mark.parametrize("action, heading", [
     ("adjust_points", "Adjust points"), ("override_tier", "Set tier by hand"), ("grant_coupon", "Grant a coupon"),
+    ("send_message", "Send a message"),
 ])
 def test_a_quick_action_opens_the_actions_confirmation_page_for_this_member_only(admin_client, shopper, action,
                                                                                  heading, member_factory):
@@ -191,6 +192,17 @@ def test_granting_a_coupon_from_the_member_page_records_the_staff_user(admin_cli
     coupon = Coupon.objects.get(member=shopper, source="admin: parcel late")
     assert (coupon.value, coupon.min_spend, coupon.created_by) == (Decimal("15.00"), Decimal("100.00"), admin_user)
     assert coupon.valid_until - coupon.valid_from == timedelta(days=30)
+
+
+def test_sending_a_message_from_the_member_page_queues_one_from_the_template(admin_client, admin_user, shopper):
+    data = {"action": "send_message", "_selected_action": [shopper.pk], "index": 0, "confirmed": "yes",
+            "template_code": "welcome", "channel": "", "token": "t-1"}
+
+    admin_client.post("/admin/members/member/", data)
+    admin_client.post("/admin/members/member/", data)  # a double submit queues once
+
+    message = Message.objects.get(member=shopper, source=f"admin: {admin_user.get_username()}")
+    assert message.template_code == "welcome"
 
 
 def test_a_user_who_may_only_view_members_gets_no_quick_actions_and_only_the_sources_they_may_see(client, shopper):
