@@ -558,7 +558,7 @@ def _lots_job(*, due: Q, apply, batch_members: int, after: int = 0, on_batch=Non
 def _member_settle(member: Member, now: datetime) -> None:
     """Before a member spends: release their pending lots that are due and expire their lots that are due
     (the caller holds the member's lock)."""
-    # One look first, as usually nothing is due: it saves a spend the two totals queries of release and expiry.
+    # One look first: usually nothing is due, and then the two totals queries of release and expiry are skipped.
     at = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
         cursor.execute(
