@@ -211,6 +211,22 @@ def data_counts() -> dict:
 # --- Statements per request -----------------------------------------------------------------------------------------
 
 
+def history_pair() -> tuple[str, str]:
+    """The customer with the longest history and one with a short history in the same tier: the statements of the
+    member detail depend on the tier (the top tier has no next tier to show), and must not depend on the history."""
+    from members.models import Member
+
+    long = Member.objects.filter(external_id__startswith="C").order_by("-order_count", "pk").first()
+    short = (
+        Member.objects.filter(
+            external_id__startswith="C", tier_id=long.tier_id, order_count__gt=0, points_balance__gte=100
+        )
+        .order_by("order_count", "pk")
+        .first()
+    )
+    return long.external_id, short.external_id
+
+
 def queries_per_request(key: str, *, long_member: str, short_member: str) -> list[list]:
     """Statements of one request per endpoint on a short and a long history (test client, same settings)."""
     from django.db import connection
@@ -425,7 +441,7 @@ def main(argv=None) -> int:
     key = fixtures_create()
     machine = machine_description()
     counts = data_counts()
-    long_member, short_member = "C0000001", f"C{args.members:07d}"
+    long_member, short_member = history_pair()
     query_rows = queries_per_request(key, long_member=long_member, short_member=short_member)
     connections.close_all()
 
@@ -434,8 +450,13 @@ def main(argv=None) -> int:
     print()
     print(table(["", ""], [[k, f"{v:,}" if isinstance(v, int) else v] for k, v in counts.items()], title="**Data**"))
     print()
+    from members.models import Member
+
+    orders = dict(Member.objects.filter(external_id__in=[short_member, long_member]).values_list("external_id",
+                                                                                                "order_count"))
     print(table(
-        ["endpoint", f"short history ({short_member})", f"long history ({long_member})", "constant"], query_rows,
+        ["endpoint", f"short history ({short_member}, {orders[short_member]} orders)",
+         f"long history ({long_member}, {orders[long_member]} orders)", "constant"], query_rows,
         title="**SQL statements per request** (status in brackets)",
     ))
     print(flush=True)
