@@ -102,6 +102,10 @@ def parse_args(argv=None):
         "--sweep", nargs="?", const=DEFAULT_SWEEP, default="",
         help=f"First compare gunicorn configurations on bare and member detail (default list {DEFAULT_SWEEP}).",
     )
+    parser.add_argument(
+        "--cpu-requests", type=int, default=100,
+        help="Sequential requests per endpoint of the CPU-per-request table (default 100; 0: skip).",
+    )
     parser.add_argument("--only", default="", help="Comma-separated wrk modes to run (default: all).")
     parser.add_argument("--dir", default="/tmp/bench_api", help="Where the generated export is kept.")
     parser.add_argument("--json", metavar="PATH", help="Also write every figure as JSON into PATH.")
@@ -212,18 +216,23 @@ def data_counts() -> dict:
 
 
 def history_pair() -> tuple[str, str]:
-    """The customer with the longest history and one with a short history in the same tier: the statements of the
-    member detail depend on the tier (the top tier has no next tier to show), and must not depend on the history."""
+    """The longest history and a short one (at most 20 orders, 100 points to redeem) in the same tier: the member
+    detail's statements depend on the tier (the top tier has no next tier to show), and must not on the history."""
     from members.models import Member
 
-    long = Member.objects.filter(external_id__startswith="C").order_by("-order_count", "pk").first()
-    short = (
-        Member.objects.filter(
-            external_id__startswith="C", tier_id=long.tier_id, order_count__gt=0, points_balance__gte=100
+    customers = Member.objects.filter(external_id__startswith="C")
+    short = None
+    for long in customers.order_by("-order_count", "pk")[:50]:
+        short = (
+            customers.filter(tier_id=long.tier_id, order_count__range=(1, 20), points_balance__gte=100)
+            .order_by("order_count", "pk")
+            .first()
         )
-        .order_by("order_count", "pk")
-        .first()
-    )
+        if short is not None:
+            break
+    if short is None:  # no tier holds both: compare across tiers
+        long = customers.order_by("-order_count", "pk").first()
+        short = customers.filter(order_count__range=(1, 20)).order_by("order_count", "pk").first()
     return long.external_id, short.external_id
 
 
@@ -248,6 +257,10 @@ def queries_per_request(key: str, *, long_member: str, short_member: str) -> lis
 
     count("get", "/bench/bare/")
     count("get", f"/api/v1/members/{short_member}/")  # refreshes the key's last_used_at: not counted below
+    for n, member in enumerate((short_member, long_member)):
+        # An order makes a dormant member active (one UPDATE, once): both members active first, as in the run.
+        count("post", "/api/v1/orders/", {"order_id": f"{token}-warm{n}", "customer_id": member, "placed_at": placed,
+                                          "amount": "10.00"})
     rows = []
     cases = [
         ("bare DRF", lambda m, n: ("get", "/bench/bare/", None, {})),
@@ -268,6 +281,64 @@ def queries_per_request(key: str, *, long_member: str, short_member: str) -> lis
         (short, short_status), (long, long_status) = figures
         rows.append([label, f"{short} ({short_status})", f"{long} ({long_status})",
                      "yes" if short == long else "NO"])
+    return rows
+
+
+def cpu_per_request(key: str, *, requests: int, members: int, long_members: int) -> list[list]:
+    """CPU time per request, the app's (this process, Django's test client: the same middleware, views and
+    serializers as under gunicorn, without the HTTP parsing) and its PostgreSQL backend's (/proc/<pid>/stat, same
+    machine). Unlike wall time it hardly depends on what else runs on the machine, so it gives the ceiling a quiet
+    machine would reach: CPUs x 1000 / (app + database ms) requests per second, the load generator left out."""
+    from django.db import connection
+    from django.test import Client
+    from django.utils import timezone
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    stat = Path(f"/proc/{backend}/stat")
+    if not stat.exists():
+        return []  # PostgreSQL on another machine: no backend CPU to read
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def backend_seconds() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {key}", HTTP_X_FORWARDED_PROTO="https", HTTP_HOST="127.0.0.1")
+    placed = timezone.now().isoformat()
+    token = f"c{int(time.time())}"
+    rng = random.Random(5)
+
+    def customer() -> str:
+        n = rng.randint(1, long_members) if rng.random() < 0.05 else rng.randint(long_members + 1, members)
+        return f"C{n:07d}"
+
+    cases = [
+        ("bare DRF", lambda i: client.get("/bench/bare/")),
+        ("member detail", lambda i: client.get(f"/api/v1/members/{customer()}/")),
+        ("order posting", lambda i: client.post("/api/v1/orders/", data=json.dumps({
+            "order_id": f"{token}-{i}", "customer_id": customer(), "placed_at": placed, "amount": "120.00"}),
+            content_type="application/json")),
+        ("order posting + Idempotency-Key", lambda i: client.post("/api/v1/orders/", data=json.dumps({
+            "order_id": f"{token}-i{i}", "customer_id": customer(), "placed_at": placed, "amount": "120.00"}),
+            content_type="application/json", HTTP_IDEMPOTENCY_KEY=f"{token}-i{i}")),
+        ("redemption", lambda i: client.post("/api/v1/redemptions/", data=json.dumps({
+            "member": customer(), "reward": REWARD_SPREAD, "quantity": 1}), content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=f"{token}-r{i}")),
+    ]
+    rows = []
+    for label, make in cases:
+        make(-1)
+        app0, db0, wall0 = time.process_time(), backend_seconds(), time.perf_counter()
+        for i in range(requests):
+            make(i)
+        app = (time.process_time() - app0) * 1000 / requests
+        db = (backend_seconds() - db0) * 1000 / requests
+        wall = (time.perf_counter() - wall0) * 1000 / requests
+        ceiling = (os.cpu_count() or 1) * 1000 / (app + db)
+        rows.append([label, f"{app:.2f}", f"{db:.2f}", f"{wall:.1f}", f"{ceiling:,.0f}"])
+        log(f"cpu: {label}: app {app:.2f} ms, database {db:.2f} ms, wall {wall:.1f} ms")
     return rows
 
 
@@ -443,6 +514,8 @@ def main(argv=None) -> int:
     counts = data_counts()
     long_member, short_member = history_pair()
     query_rows = queries_per_request(key, long_member=long_member, short_member=short_member)
+    cpu_rows = cpu_per_request(key, requests=args.cpu_requests, members=args.members,
+                               long_members=args.long_members) if args.cpu_requests else []
     connections.close_all()
 
     print("## bench.api\n")
@@ -461,6 +534,15 @@ def main(argv=None) -> int:
     ))
     print(flush=True)
     figures["queries"] = query_rows
+    if cpu_rows:
+        print(table(
+            ["endpoint", "app CPU ms", "PostgreSQL CPU ms", "wall ms", f"ceiling req/s on {os.cpu_count()} CPUs"],
+            cpu_rows,
+            title=f"**CPU per request** ({args.cpu_requests} sequential requests each, test client; the ceiling is "
+            "CPUs x 1000 / (app + PostgreSQL ms), load generator and contention left out)",
+        ))
+        print(flush=True)
+        figures["cpu"] = cpu_rows
     run = f"r{int(time.time())}"
 
     if args.sweep:
