@@ -14,7 +14,9 @@ What it does (figures printed as Markdown tables on stdout, progress on stderr):
    unlimited stock, a reward of 10 points with 10,000,000 in stock and a member `bench-hammer` holding 10,000,000
    points.
 2. SQL statements per request of each endpoint, counted with CaptureQueriesContext through Django's test client on a
-   member with a short history and one with a long history: they must be equal.
+   member with a short history and one with a long history: they must be equal (the member detail's differ by
+   one when the two are in different tiers: the top tier has no next tier). Then the CPU time per request of the
+   app (this process) and of its PostgreSQL backend, over `--cpu-requests` sequential requests.
 3. gunicorn serving config.wsgi with bench.api_site.settings (the product's settings, DEBUG off, plus the baseline
    endpoint /bench/bare/: DRF, no auth, no throttle, no database) on 127.0.0.1. `--sweep` first tries worker classes
    and counts on the bare and member-detail endpoints.
