@@ -97,10 +97,11 @@ def reward_refusal(*, member: Member, reward: Reward, redeemed: int, quantity: i
     """Why `member` cannot redeem `quantity` of `reward` (already redeemed: `redeemed`), as the error code redeeming
     answers; "" when only the balance and the reward's window are left to check. Shared by the rewards list and
     points.services.reward_redeem, so both give the same reasons."""
-    rank = member.tier.rank if member.tier_id else -1
     if member.is_blocked:
         return "member_blocked"
-    if reward.min_tier_id and rank < reward.min_tier.rank:
+    # The member's tier is read only for a reward that asks for one: a locked, reloaded member has no tier cached,
+    # and loading it would cost every redemption a query.
+    if reward.min_tier_id and (member.tier.rank if member.tier_id else -1) < reward.min_tier.rank:
         return "tier_too_low"
     if reward.per_member_limit is not None and redeemed + quantity > reward.per_member_limit:
         return "member_limit_reached"

@@ -562,6 +562,18 @@ def _lots_job(*, due: Q, apply, batch_members: int, after: int = 0, on_batch=Non
 def _member_settle(member: Member, now: datetime) -> None:
     """Before a member spends: release their pending lots that are due and expire their lots that are due
     (the caller holds the member's lock)."""
+    # One look first: usually nothing is due, and then the two totals queries of release and expiry are skipped.
+    at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM points_pointstransaction WHERE member_id = %s AND pending_until <= %s), "
+            "EXISTS (SELECT 1 FROM points_pointstransaction WHERE member_id = %s AND remaining > 0 "
+            "AND expires_at <= %s)",
+            [member.pk, at, member.pk, at],
+        )
+        release_due, expiry_due = cursor.fetchone()
+    if not (release_due or expiry_due):
+        return
     released = _lots_release([member.pk], now=now)
     expired = _lots_expire([member.pk], now=now, run=uuid4().hex[:12])
     if released.lots or expired.lots:

@@ -198,18 +198,24 @@ def tier_evaluate(
     if not connection.in_atomic_block:
         raise RuntimeError("tier_evaluate(locked=True) needs the caller's transaction")
     ensure_decision_table()
+    ladder = tier_ladder()
     result = evaluate_range(
         lo=member.pk,
         hi=member.pk + 1,
         as_of=as_of,
         policy=tier_policy(),
-        ladder=Ladder(tier_ladder()),
+        ladder=Ladder(ladder),
         reference=reference,
         user_id=getattr(user, "pk", None),
         lock=False,
     )
     if result.refreshed or result.changes:
         member.refresh_from_db(fields=_EVALUATED_FIELDS)
+        # The tier row was read in this transaction with the ladder: caching it saves the caller (an order's
+        # response, the points of the next handler) a query for member.tier.
+        tier = next((t for t in ladder if t.pk == member.tier_id), None)
+        if tier is not None:
+            member.tier = tier
     return result
 
 
