@@ -76,6 +76,7 @@ from .importing.orders import ERRORS_KEPT_IN_REPORT, orders_import
 from .importing.reading import FIELDS as ORDER_IMPORT_FIELDS
 from .importing.reading import SAMPLE_BYTES, detect_encoding
 from .jobs import LEASE, job_enqueue, job_tasks, next_run_of
+from .paginators import EstimatedCountPaginator
 from .models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order, Tag
 from .resources import MemberResource, OrderResource, spreadsheet_safe
 from .services import PROFILE_FIELDS, api_key_rotate, member_register, member_set_blocked
@@ -601,6 +602,7 @@ class MemberAdmin(AuditedAdminMixin, ImportPermissionMixin, ImportExportMixin, M
     search_help_text = _("Storefront customer id, phone or email (exact), or part of the name.")
     date_hierarchy = "joined_at"
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no exact COUNT(*) of a million members per page (members.paginators)
     list_per_page = 50
     autocomplete_fields = ("referred_by", "tags")
     inlines = [OrderInline]
@@ -847,6 +849,7 @@ class OrderAdmin(ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
     search_help_text = _("Order id or storefront customer id (exact).")
     date_hierarchy = "placed_at"
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     list_per_page = 50
     autocomplete_fields = ("member",)
     fieldsets = (

@@ -37,6 +37,7 @@ from members.admin import (
     member_header,
 )
 from members.errors import DomainError
+from members.paginators import EstimatedCountPaginator
 
 from .approvals import (
     adjustment_approve,
@@ -89,6 +90,7 @@ class PointsTransactionAdmin(ReadOnlyModelAdmin):
     search_help_text = _("Idempotency key, reference (e.g. an order id) or storefront customer id (exact).")
     date_hierarchy = "created_at"
     show_full_result_count = False
+    paginator = EstimatedCountPaginator  # no exact COUNT(*) of the ledger per page (members.paginators)
     list_per_page = 50
     fieldsets = (
         (None, {"fields": ("member", "kind", "amount", "remaining", "expires_at", "pending_until", "debt_delta")}),
@@ -270,6 +272,7 @@ class RedemptionAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
     search_help_text = _("Voucher code, idempotency key or storefront customer id (exact).")
     date_hierarchy = "created_at"
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     list_per_page = 50
     actions = ["cancel_redemptions"]
     fields = (
