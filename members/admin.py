@@ -49,7 +49,6 @@ from unfold.contrib.filters.admin import (
     BooleanRadioFilter,
     ChoicesDropdownFilter,
     DropdownFilter,
-    FieldTextFilter,
     RangeDateFilter,
     RangeNumericFilter,
     RelatedDropdownFilter,
@@ -76,7 +75,7 @@ from .importing.orders import ERRORS_KEPT_IN_REPORT, orders_import
 from .importing.reading import FIELDS as ORDER_IMPORT_FIELDS
 from .importing.reading import SAMPLE_BYTES, detect_encoding
 from .jobs import LEASE, job_enqueue, job_tasks, next_run_of
-from .paginators import EstimatedCountPaginator
+from members.console.big_tables import BigTableAdminMixin, distinct_column_values
 from .models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order, Tag
 from .resources import MemberResource, OrderResource, spreadsheet_safe
 from .services import PROFILE_FIELDS, api_key_rotate, member_register, member_set_blocked
@@ -158,12 +157,7 @@ class DistinctValuesFilter(DropdownFilter):
         key = f"admin-distinct-values:{model_admin.model._meta.label_lower}.{self.field_name}"
         values = cache.get(key)
         if values is None:
-            values = list(
-                model_admin.model._default_manager.exclude(**{self.field_name: ""})
-                .order_by(self.field_name)
-                .values_list(self.field_name, flat=True)
-                .distinct()[: self.max_values]
-            )
+            values = distinct_column_values(model_admin.model._default_manager.all(), self.field_name, self.max_values)
             cache.set(key, values, self.cache_seconds)
         return [(value, value) for value in values]
 
@@ -181,6 +175,11 @@ class OrderChannelFilter(DistinctValuesFilter):
 class OrderCurrencyFilter(DistinctValuesFilter):
     title = _("currency")
     parameter_name = field_name = "currency"
+
+
+class MemberRegionFilter(DistinctValuesFilter):
+    title = _("region")
+    parameter_name = field_name = "region"
 
 
 def confirmed_action(modeladmin, request, queryset, *, form_class, title, summary, confirm_label, apply, preview=10):
@@ -559,7 +558,7 @@ class _TrialRegistration(Exception):
 
 
 @admin.register(Member)
-class MemberAdmin(AuditedAdminMixin, ImportPermissionMixin, ImportExportMixin, ModelAdmin):
+class MemberAdmin(BigTableAdminMixin, AuditedAdminMixin, ImportPermissionMixin, ImportExportMixin, ModelAdmin):
     form = MemberAdminForm
     # Import/export (CSV, TSV, XLSX): rows are registered by member_register (members.resources.MemberResource).
     resource_classes = [MemberResource]
@@ -591,7 +590,7 @@ class MemberAdmin(AuditedAdminMixin, ImportPermissionMixin, ImportExportMixin, M
         ("order_count", RangeNumericFilter),
         ("email_opt_in", BooleanRadioFilter),
         ("sms_opt_in", BooleanRadioFilter),
-        ("region", FieldTextFilter),
+        MemberRegionFilter,
         ("activity_status", ChoicesDropdownFilter),
         ("rfm_segment", ChoicesDropdownFilter),
         ("tags", AutocompleteSelectFilter),
@@ -600,10 +599,10 @@ class MemberAdmin(AuditedAdminMixin, ImportPermissionMixin, ImportExportMixin, M
     # Ids match exactly (the database finds them by index); a name matches any part.
     search_fields = ("external_id__exact", "phone__exact", "email__iexact", "name__icontains")
     search_help_text = _("Storefront customer id, phone or email (exact), or part of the name.")
-    date_hierarchy = "joined_at"
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator  # no exact COUNT(*) of a million members per page (members.paginators)
-    list_per_page = 50
+    # Columns with a (column, id) index (members.console.big_tables); the tier is a filter, not a sort.
+    sortable_by = (
+        "member", "points_balance", "growth_value", "lifetime_spend", "order_count", "last_order_at", "joined_at"
+    )
     autocomplete_fields = ("referred_by", "tags")
     inlines = [OrderInline]
 
@@ -810,7 +809,7 @@ class TagAdmin(AuditedAdminMixin, ModelAdmin):
 
 
 @admin.register(Order)
-class OrderAdmin(ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
+class OrderAdmin(BigTableAdminMixin, ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
     """Orders are recorded by the storefront API and the importer: nothing is added, edited or deleted here.
 
     Export is django-import-export's (OrderResource). Import keeps its Import button, URLs and Unfold's upload form,
@@ -845,12 +844,10 @@ class OrderAdmin(ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
         ("member", AutocompleteSelectFilter),
     )
     list_filter_submit = True
-    search_fields = ("order_id__exact", "member__external_id__exact")
-    search_help_text = _("Order id or storefront customer id (exact).")
-    date_hierarchy = "placed_at"
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    list_per_page = 50
+    search_fields = ("order_id__exact",)
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
+    search_help_text = _("Order id, or the member's storefront customer id, email or phone (exact).")
+    sortable_by = ("order_id", "placed_at", "amount_display")  # indexed (members.console.big_tables)
     autocomplete_fields = ("member",)
     fieldsets = (
         (None, {"fields": ("order_id", "member", "placed_at", "status")}),

@@ -19,7 +19,6 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.filters.admin import (
     AutocompleteSelectFilter,
     ChoicesDropdownFilter,
-    RangeNumericFilter,
     RelatedDropdownFilter,
 )
 from unfold.decorators import display
@@ -37,7 +36,7 @@ from members.admin import (
     member_header,
 )
 from members.errors import DomainError
-from members.paginators import EstimatedCountPaginator
+from members.console.big_tables import BigTableAdminMixin
 
 from .approvals import (
     adjustment_approve,
@@ -65,7 +64,7 @@ KIND_COLOURS = {
 
 
 @admin.register(PointsTransaction)
-class PointsTransactionAdmin(ReadOnlyModelAdmin):
+class PointsTransactionAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = (
         "created_at",
         "member_display",
@@ -81,17 +80,16 @@ class PointsTransactionAdmin(ReadOnlyModelAdmin):
         ("kind", ChoicesDropdownFilter),
         ("created_at", DayRangeFilter),
         ("expires_at", DayRangeFilter),
-        ("amount", RangeNumericFilter),
         ("member", AutocompleteSelectFilter),
         ("created_by", RelatedDropdownFilter),
     )
     list_filter_submit = True
-    search_fields = ("idempotency_key__exact", "reference__exact", "member__external_id__exact")
-    search_help_text = _("Idempotency key, reference (e.g. an order id) or storefront customer id (exact).")
-    date_hierarchy = "created_at"
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator  # no exact COUNT(*) of the ledger per page (members.paginators)
-    list_per_page = 50
+    search_fields = ("idempotency_key__exact", "reference__exact")
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
+    search_help_text = _(
+        "Idempotency key, reference (e.g. an order id), or the member's storefront customer id, email or phone (exact)."
+    )
+    sortable_by = ("created_at",)  # indexed (members.console.big_tables); amounts are read per member or per kind
     fieldsets = (
         (None, {"fields": ("member", "kind", "amount", "remaining", "expires_at", "pending_until", "debt_delta")}),
         (_("Origin"), {"fields": ("reference", "idempotency_key", "reverses", "note", "created_at", "created_by")}),
@@ -258,7 +256,7 @@ class CancelRedemptionForm(forms.Form):
 
 
 @admin.register(Redemption)
-class RedemptionAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
+class RedemptionAdmin(BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = ("created_at", "member_display", "reward", "quantity", "points", "status_display", "voucher_code")
     list_select_related = ("member", "reward")
     list_filter = (
@@ -268,12 +266,12 @@ class RedemptionAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
         ("member", AutocompleteSelectFilter),
     )
     list_filter_submit = True
-    search_fields = ("voucher_code__exact", "idempotency_key__exact", "member__external_id__exact")
-    search_help_text = _("Voucher code, idempotency key or storefront customer id (exact).")
-    date_hierarchy = "created_at"
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    list_per_page = 50
+    search_fields = ("voucher_code__exact", "idempotency_key__exact")
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
+    search_help_text = _(
+        "Voucher code, idempotency key, or the member's storefront customer id, email or phone (exact)."
+    )
+    sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     actions = ["cancel_redemptions"]
     fields = (
         "member", "reward", "quantity", "points", "status", "voucher_code", "idempotency_key", "debit",

@@ -103,6 +103,11 @@ class PointsTransaction(models.Model):
             models.Index(
                 fields=["pending_until"], condition=Q(pending_until__isnull=False), name="points_tx_pending_idx"
             ),
+            # The admin's list of ten million entries (members.console.big_tables): its order, its date filters and
+            # its search by reference.
+            models.Index(fields=["created_at", "id"], name="points_tx_created_idx"),
+            models.Index(fields=["expires_at"], condition=Q(expires_at__isnull=False), name="points_tx_expires_idx"),
+            models.Index(fields=["reference"], condition=~Q(reference=""), name="points_tx_reference_idx"),
         ]
         permissions = [("adjust_points", _("Can adjust members' points by hand"))]
 
@@ -295,7 +300,13 @@ class Redemption(models.Model):
             models.CheckConstraint(condition=Q(quantity__gte=1), name="redemption_quantity_positive"),
             models.CheckConstraint(condition=Q(points__gte=1), name="redemption_points_positive"),
         ]
-        indexes = [models.Index(fields=["member", "reward", "status"], name="redemption_member_reward_idx")]
+        indexes = [
+            models.Index(fields=["member", "reward", "status"], name="redemption_member_reward_idx"),
+            # The admin's list (members.console.big_tables): its order, the status filter, the voucher search.
+            models.Index(fields=["created_at", "id"], name="redemption_created_idx"),
+            models.Index(fields=["status", "created_at"], name="redemption_status_idx"),
+            models.Index(fields=["voucher_code"], condition=~Q(voucher_code=""), name="redemption_voucher_idx"),
+        ]
 
     def __str__(self):
         return f"{self.reward.name} × {self.quantity} · {self.member}"

@@ -1,4 +1,4 @@
-"""The big changelists (members, orders, the ledger) count with members.paginators.EstimatedCountPaginator: the
+"""The big changelists (members, orders, the ledger) count with members.console.big_tables.BigTablePaginator: the
 planner's estimate on PostgreSQL when it is large, an exact count otherwise (and always on SQLite).
 
 The PostgreSQL tests make a table look huge to the planner by writing its statistics (`pg_class.reltuples`,
@@ -13,8 +13,8 @@ from django.urls import reverse
 
 from members.admin import MemberAdmin, OrderAdmin
 from members.models import Member, Order
-from members.paginators import EstimatedCountPaginator, estimated_row_count
-from points.admin import PointsTransactionAdmin
+from members.console.big_tables import BigTablePaginator, estimated_row_count
+from points.admin import PointsTransactionAdmin, RedemptionAdmin
 from points.models import PointsTransaction
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +42,7 @@ def whole_table_counts(queries, table):
 
 @pytest.mark.parametrize("model_admin", [MemberAdmin, OrderAdmin, PointsTransactionAdmin])
 def test_big_changelists_use_the_estimating_paginator(model_admin):
-    assert model_admin.paginator is EstimatedCountPaginator
+    assert model_admin.paginator is BigTablePaginator
 
 
 def test_member_changelist_counts_exactly_on_small_tables(admin_client, member_factory):
@@ -132,3 +132,238 @@ def test_an_exact_search_on_a_huge_table_counts_exactly(admin_client, member_fac
     assert response.status_code == 200
     assert response.context["cl"].result_count == 1
     assert response.context["cl"].paginator.is_estimate is False
+
+
+# --- Bounded counts, capped pages, ordering, searches, indexes (members.console.big_tables) --------------------------
+
+
+@pytest.fixture
+def small_count_limit(monkeypatch):
+    """A count limit of 2 rows and pages of 1 row, so five members behave like a huge filtered list."""
+    monkeypatch.setattr(BigTablePaginator, "count_limit", 2)
+    monkeypatch.setattr(MemberAdmin, "list_per_page", 1)
+
+
+def test_a_filtered_list_counts_exactly_up_to_the_limit_and_says_more_than_beyond(
+    admin_client, member_factory, small_count_limit
+):
+    for _ in range(5):
+        member_factory()
+
+    response = admin_client.get(changelist_url(Member), {"is_blocked__exact": "0"})
+
+    paginator = response.context["cl"].paginator
+    assert response.status_code == 200
+    assert paginator.is_lower_bound is True
+    assert paginator.count == 3  # the limit + 1: the count stopped there
+    assert "more than 2 members" in response.content.decode()
+
+
+def test_pages_beyond_the_counted_rows_are_not_offered(admin_client, member_factory, small_count_limit):
+    for _ in range(5):
+        member_factory()
+
+    response = admin_client.get(changelist_url(Member), {"is_blocked__exact": "0"})
+
+    assert response.context["cl"].paginator.num_pages == 2  # 2 counted rows, 1 a page
+    assert "the first 2 by page" in response.content.decode()
+
+
+def test_a_filtered_count_within_the_limit_is_exact(admin_client, member_factory):
+    for _ in range(3):
+        member_factory()
+
+    response = admin_client.get(changelist_url(Member), {"is_blocked__exact": "0"})
+
+    assert response.context["cl"].paginator.is_exact is True
+    assert response.context["cl"].result_count == 3
+
+
+def test_the_filtered_count_is_a_count_over_a_limit(admin_client, member_factory):
+    member_factory()
+
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(changelist_url(Member), {"is_blocked__exact": "0"})
+
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(*)" in q["sql"] and "members_member" in q["sql"]]
+    assert counts and all("LIMIT 10001" in sql for sql in counts)
+
+
+@pytest.mark.postgres
+def test_an_estimated_list_says_about_and_offers_only_the_first_pages(admin_client, member_factory):
+    member_factory()
+    pretend_huge(Member)
+
+    response = admin_client.get(changelist_url(Member))
+
+    paginator = response.context["cl"].paginator
+    assert paginator.num_pages == 10_000 // MemberAdmin.list_per_page
+    assert "about 5,000,000 members" in response.content.decode()
+
+
+def test_a_page_past_the_browsable_ones_is_refused_not_read(admin_client, member_factory, small_count_limit):
+    for _ in range(5):
+        member_factory()
+
+    response = admin_client.get(changelist_url(Member), {"is_blocked__exact": "0", "p": "5"})
+
+    assert response.status_code == 302  # Django's "?e=1": an invalid page of a changelist
+    assert "e=1" in response["Location"]
+
+
+def test_an_ascending_sort_breaks_ties_by_ascending_id(admin_client, member_factory):
+    members = [member_factory() for _ in range(3)]  # all with 0 orders: one tie
+    column = MemberAdmin.list_display.index("order_count") + 1
+
+    response = admin_client.get(changelist_url(Member), {"o": str(column)})
+
+    assert [m.pk for m in response.context["cl"].result_list] == sorted(m.pk for m in members)
+
+
+def test_a_descending_sort_breaks_ties_by_descending_id(admin_client, member_factory):
+    members = [member_factory() for _ in range(3)]
+    column = MemberAdmin.list_display.index("order_count") + 1
+
+    response = admin_client.get(changelist_url(Member), {"o": f"-{column}"})
+
+    assert [m.pk for m in response.context["cl"].result_list] == sorted((m.pk for m in members), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "model_admin, unsortable",
+    [(MemberAdmin, "tier"), (OrderAdmin, "member_display"), (OrderAdmin, "status_display"),
+     (PointsTransactionAdmin, "member_display"), (PointsTransactionAdmin, "amount_display")],
+)
+def test_columns_without_an_index_are_not_sortable(model_admin, unsortable):
+    assert unsortable in model_admin.list_display
+    assert unsortable not in model_admin.sortable_by
+
+
+@pytest.mark.parametrize("model_admin", [MemberAdmin, OrderAdmin, PointsTransactionAdmin, RedemptionAdmin])
+def test_big_lists_draw_no_date_hierarchy_and_no_facets(model_admin):
+    from django.contrib.admin import ShowFacets
+
+    assert model_admin.date_hierarchy is None
+    assert model_admin.show_facets is ShowFacets.NEVER
+    assert model_admin.show_full_result_count is False
+
+
+def test_orders_are_found_by_their_members_email(admin_client, member_factory, order_factory):
+    member = member_factory(email="Jane.Doe@example.com")
+    other = member_factory()
+    order_factory(customer_id=member.external_id, order_id="ord-jane")
+    order_factory(customer_id=other.external_id, order_id="ord-other")
+
+    response = admin_client.get(changelist_url(Order), {"q": "jane.doe@EXAMPLE.com"})
+
+    assert [o.order_id for o in response.context["cl"].result_list] == ["ord-jane"]
+
+
+def test_orders_are_found_by_order_id_or_customer_id(admin_client, member_factory, order_factory):
+    member = member_factory()
+    order_factory(customer_id=member.external_id, order_id="ord-1")
+    order_factory(customer_id=member.external_id, order_id="ord-2")
+
+    by_id = admin_client.get(changelist_url(Order), {"q": "ord-2"})
+    by_member = admin_client.get(changelist_url(Order), {"q": member.external_id})
+    nothing = admin_client.get(changelist_url(Order), {"q": "nobody"})
+
+    assert [o.order_id for o in by_id.context["cl"].result_list] == ["ord-2"]
+    assert {o.order_id for o in by_member.context["cl"].result_list} == {"ord-1", "ord-2"}
+    assert list(nothing.context["cl"].result_list) == []
+
+
+def test_an_order_search_joins_no_member_table(admin_client, member_factory, order_factory):
+    member = member_factory()
+    order_factory(customer_id=member.external_id)
+
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(changelist_url(Order), {"q": member.external_id})
+
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(*)" in q["sql"] and "members_order" in q["sql"]]
+    assert counts and all("JOIN" not in sql for sql in counts)
+
+
+def test_ledger_entries_are_found_by_their_members_phone(admin_client, member_factory, order_factory):
+    member = member_factory(phone="13900000001")
+    order_factory(customer_id=member.external_id, amount=Decimal("200"), order_id="ord-phone")
+
+    response = admin_client.get(changelist_url(PointsTransaction), {"q": "13900000001"})
+
+    assert response.status_code == 200
+    assert {t.member_id for t in response.context["cl"].result_list} == {member.pk}
+
+
+def test_the_region_dropdown_lists_each_region_once(admin_client, member_factory):
+    from django.core.cache import cache
+
+    cache.clear()
+    for region in ("North", "South", "North", ""):
+        member_factory(region=region)
+
+    response = admin_client.get(changelist_url(Member))
+
+    region_filter = next(f for f in response.context["cl"].filter_specs if getattr(f, "field_name", "") == "region")
+    assert [value for value, _label in region_filter.lookup_choices] == ["North", "South"]
+
+
+def test_a_region_is_filtered_exactly(admin_client, member_factory):
+    north = member_factory(region="North")
+    member_factory(region="Northwest")
+
+    response = admin_client.get(changelist_url(Member), {"region": "North"})
+
+    assert [m.pk for m in response.context["cl"].result_list] == [north.pk]
+
+
+def _plan(queryset) -> str:
+    """EXPLAIN of `queryset` with sequential scans priced out, so the plan shows whether an index can serve it."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "lookup, index",
+    [
+        ({"name__icontains": "ann"}, "member_name_trgm_idx"),
+        ({"email__iexact": "Jane@Example.com"}, "member_email_upper_idx"),
+        ({"is_blocked": True}, "member_blocked_idx"),
+        ({"tier_overridden": True}, "member_overridden_idx"),
+    ],
+    ids=["name part", "email", "blocked", "tier overridden"],
+)
+def test_member_searches_and_rare_filters_have_an_index(member, lookup, index):
+    assert index in _plan(Member.objects.filter(**lookup))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "model, lookup, index",
+    [
+        (Order, {"status": "cancelled"}, "order_status_placed_idx"),
+        (Order, {"channel": "app"}, "order_channel_placed_idx"),
+        (Order, {"currency": "EUR"}, "order_currency_placed_idx"),
+        (Order, {"amount__gte": 500}, "order_amount_idx"),
+        (PointsTransaction, {"reference": "ord-1"}, "points_tx_reference_idx"),
+        (PointsTransaction, {"expires_at__lt": "2030-01-01T00:00:00Z"}, "points_tx_expires_idx"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_order_and_ledger_filters_have_an_index(member, model, lookup, index):
+    assert index in _plan(model.objects.filter(**lookup))
+
+
+@pytest.mark.postgres
+def test_the_distinct_values_of_a_column_are_read_by_a_skip_scan(member_factory, order_factory):
+    from members.console.big_tables import distinct_column_values
+
+    member = member_factory()
+    for n, channel in enumerate(["web", "app", "web", "store", ""]):
+        order_factory(customer_id=member.external_id, channel=channel, order_id=f"ord-ch-{n}")
+
+    assert distinct_column_values(Order.objects.all(), "channel", 100) == ["app", "store", "web"]
+    assert distinct_column_values(Order.objects.all(), "channel", 2) == ["app", "store"]
