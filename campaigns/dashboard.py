@@ -24,6 +24,11 @@ Definitions:
   outside the control arm) and those who placed a paid order within the campaign's conversion window, and the same
   for the control arm.
 
+Figures are kept in the cache for LOYALTY_DASHBOARD_CACHE_SECONDS (10 minutes): on ten million orders the charts'
+aggregates take seconds, and the index is the first page every operator opens. Snapshots are kept once for every
+period; flows per period. The index says when its figures were computed and offers a refresh, and the job
+`campaigns.dashboard_warm` (every 10 minutes) recomputes the default period so nobody waits for it.
+
 It reads every app, so it lives in campaigns, the top of the dependency direction (campaigns -> points -> tiers ->
 members), with the templatetags that draw it (campaigns/templatetags).
 """
@@ -36,11 +41,14 @@ from decimal import Decimal
 from typing import Callable
 
 from dateutil.relativedelta import relativedelta
+from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Avg, Case, Count, DateTimeField, DurationField, Exists, ExpressionWrapper, F
 from django.db.models import IntegerField, OuterRef, Q, Sum, Value, When
 from django.db.models.functions import Cast, TruncMonth
 from django.utils import timezone
 from django.utils.dateparse import parse_date
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from members.models import ActivityStatus, Member, Order
@@ -506,7 +514,8 @@ def chart_csv(chart: Chart, period: Period) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([str(heading) for _key, heading in chart.columns])
-    for row in chart.rows(period):
+    rows, _computed_at = chart_rows(chart, period)  # the figures the operator sees on the index
+    for row in rows:
         writer.writerow([_csv_cell(row.get(key)) for key, _heading in chart.columns])
     return "\ufeff" + out.getvalue()
 
@@ -519,20 +528,63 @@ def _csv_cell(value):
     return spreadsheet_safe(str(value))
 
 
+# --- The cache ------------------------------------------------------------------------------------------------------
+
+
+def _cache_key(name: str, period: Period | None) -> str:
+    # Rows hold translated labels (activity statuses): one entry per language.
+    span = "now" if period is None else f"{period.start.isoformat()}:{period.end.isoformat()}"
+    return f"dashboard:{name}:{span}:{get_language() or settings.LANGUAGE_CODE}"
+
+
+def _cached(name: str, period: Period | None, compute: Callable, *, refresh: bool):
+    """(value, computed at): from the cache unless `refresh` or missing; then computed and kept."""
+    seconds = settings.LOYALTY_DASHBOARD_CACHE_SECONDS
+    key = _cache_key(name, period)
+    if seconds > 0 and not refresh:
+        kept = cache.get(key)
+        if kept is not None:
+            return kept
+    kept = (compute(), timezone.now())
+    if seconds > 0:
+        cache.set(key, kept, seconds)
+    return kept
+
+
+def chart_rows(chart: Chart, period: Period, *, refresh: bool = False) -> tuple[list[dict], datetime]:
+    """The chart's rows for the period and when they were computed (a snapshot's rows serve every period)."""
+    return _cached(chart.name, None if chart.snapshot else period, lambda: chart.rows(period), refresh=refresh)
+
+
+def dashboard_warm(period: Period | None = None) -> list[str]:
+    """Recompute every chart and the liability for `period` (the default one) into the cache; the charts' names."""
+    period = period or Period.preset_of(DEFAULT_PRESET)
+    for chart in CHARTS.values():
+        chart_rows(chart, period, refresh=True)
+    _cached("liability", None, outstanding_liability, refresh=True)
+    return list(CHARTS)
+
+
 @dataclass
 class Dashboard:
     period: Period
     charts: list[dict] = field(default_factory=list)
     kpis: list[dict] = field(default_factory=list)
+    computed_at: datetime | None = None  # the oldest figures shown
+
+    def computed(self, at: datetime) -> None:
+        self.computed_at = at if self.computed_at is None else min(self.computed_at, at)
 
 
-def dashboard(user, period: Period) -> Dashboard:
+def dashboard(user, period: Period, *, refresh: bool = False) -> Dashboard:
     """Everything the index shows for this user: the charts they may see, each with its rows, and the KPI cards,
-    which reuse the charts' rows (no extra queries) except the liability (one aggregate and the policy)."""
+    which reuse the charts' rows (no extra queries) except the liability (one aggregate and the policy). Figures come
+    from the cache unless `refresh`."""
     board = Dashboard(period=period)
     rows = {}
     for chart in charts_for(user):
-        rows[chart.name] = chart.rows(period)
+        rows[chart.name], computed_at = chart_rows(chart, period, refresh=refresh)
+        board.computed(computed_at)
         board.charts.append({"chart": chart, "rows": rows[chart.name], "data": chart.chart_json(rows[chart.name]),
                              "options": chart.options_json()})
     if "members-by-tier" in rows:
@@ -550,7 +602,8 @@ def dashboard(user, period: Period) -> Dashboard:
         board.kpis.append({"key": "average-order-value", "title": _("Average order value"),
                            "value": f"{_money(revenue / orders):,}" if orders else "—"})
     if user.has_perm(LEDGER):
-        liability = outstanding_liability()
+        liability, computed_at = _cached("liability", None, outstanding_liability, refresh=refresh)
+        board.computed(computed_at)
         board.kpis.append({"key": "liability", "title": _("Outstanding liability"),
                            "value": f"{liability.outstanding:,}",
                            "footer": _("points, worth %(value)s") % {"value": f"{liability.value:,}"}})

@@ -321,6 +321,8 @@ LOYALTY_REFERRAL_HANDLERS = [
 ]
 # The leaderboard (GET /api/v1/leaderboard/) is the same for every visitor: it is served from the cache this long.
 LOYALTY_LEADERBOARD_CACHE_SECONDS = env.int("LOYALTY_LEADERBOARD_CACHE_SECONDS", default=60)
+# The admin dashboard's figures are kept this long (campaigns.dashboard); 0 computes them on every view.
+LOYALTY_DASHBOARD_CACHE_SECONDS = env.int("LOYALTY_DASHBOARD_CACHE_SECONDS", default=600)
 # What happens when a member's profile is created or updated (same transaction, member locked).
 LOYALTY_PROFILE_HANDLERS = [
     "tiers.services.growth_on_profile",

@@ -41,6 +41,13 @@ def _plain_http(settings):
 
 
 @pytest.fixture(autouse=True)
+def _dashboard_uncached(settings):
+    """The dashboard keeps its figures in the cache (shared between tests, Redis in CI): each test computes its own.
+    tests/admin/test_dashboard_cache.py turns the cache on."""
+    settings.LOYALTY_DASHBOARD_CACHE_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _static_without_manifest(settings):
     """With DEBUG=0 static files need `collectstatic`'s manifest; tests render pages without running it
     (tests/test_deploy.py runs collectstatic for real)."""

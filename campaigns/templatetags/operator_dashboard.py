@@ -6,6 +6,7 @@ whose permission they hold (campaigns.dashboard.CHARTS).
 """
 from django import template
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 
 from campaigns.dashboard import PRESETS, Period, dashboard
@@ -20,7 +21,8 @@ def operator_dashboard(context):
     if user is None or not user.is_active or not user.is_staff:
         return {"show": False}
     period = Period.from_query(request.GET)
-    board = dashboard(user, period)
+    # Figures come from the cache (campaigns.dashboard); "Refresh" recomputes the period's.
+    board = dashboard(user, period, refresh=request.GET.get("refresh") == "1")
     if not board.charts and not board.kpis:
         return {"show": False}
     query = urlencode(period.query())
@@ -38,4 +40,10 @@ def operator_dashboard(context):
         "kpis": board.kpis,
         "charts": board.charts,
         "index_url": index_url,
+        "computed_at": board.computed_at and timezone.localtime(board.computed_at),
+        "refresh_url": f"{index_url}?{urlencode({**_period_query(period), 'refresh': '1'})}",
     }
+
+
+def _period_query(period: Period) -> dict:
+    return {"preset": period.preset} if period.preset else period.query()

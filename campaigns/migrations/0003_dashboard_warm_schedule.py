@@ -1,0 +1,30 @@
+"""The schedule of `campaigns.dashboard_warm` (members.jobs.install_schedules: created only when missing)."""
+from django.db import migrations
+
+from members.jobs import Schedule, install_schedules, uninstall_schedules
+
+SCHEDULES = [
+    Schedule(
+        name="Dashboard: keep the figures fresh",
+        task="campaigns.dashboard_warm",
+        minute="*/10",
+        description="Every ten minutes: the admin dashboard's default period, computed into the cache.",
+    ),
+]
+
+
+def install(apps, schema_editor):
+    install_schedules(apps, SCHEDULES)
+
+
+def uninstall(apps, schema_editor):
+    uninstall_schedules(apps, SCHEDULES)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("campaigns", "0002_campaigns"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+    ]
+
+    operations = [migrations.RunPython(install, uninstall)]
