@@ -302,6 +302,16 @@ def uninstall_schedules(apps, schedules: list[Schedule]) -> None:
     PeriodicTask.objects.filter(name__in=[schedule.name for schedule in schedules]).delete()
 
 
+def schedules_operation(schedules: list[Schedule]):
+    """A data migration's step installing `schedules` (reversed by removing them)."""
+    from django.db import migrations
+
+    return migrations.RunPython(
+        lambda apps, schema_editor: install_schedules(apps, schedules),
+        lambda apps, schema_editor: uninstall_schedules(apps, schedules),
+    )
+
+
 # --- Overview (the admin dashboard) ---------------------------------------------------------------------------------
 
 

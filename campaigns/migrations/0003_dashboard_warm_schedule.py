@@ -1,24 +1,7 @@
 """The schedule of `campaigns.dashboard_warm` (members.jobs.install_schedules: created only when missing)."""
 from django.db import migrations
 
-from members.jobs import Schedule, install_schedules, uninstall_schedules
-
-SCHEDULES = [
-    Schedule(
-        name="Dashboard: keep the figures fresh",
-        task="campaigns.dashboard_warm",
-        minute="*/10",
-        description="Every ten minutes: the admin dashboard's default period, computed into the cache.",
-    ),
-]
-
-
-def install(apps, schema_editor):
-    install_schedules(apps, SCHEDULES)
-
-
-def uninstall(apps, schema_editor):
-    uninstall_schedules(apps, SCHEDULES)
+from members.jobs import Schedule, schedules_operation
 
 
 class Migration(migrations.Migration):
@@ -27,4 +10,13 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(install, uninstall)]
+    operations = [
+        schedules_operation([
+            Schedule(
+                name="Dashboard: keep the figures fresh",
+                task="campaigns.dashboard_warm",
+                minute="*/10",
+                description="Every ten minutes: the admin dashboard's default period, computed into the cache.",
+            ),
+        ]),
+    ]
