@@ -164,7 +164,7 @@ class Member(models.Model):
             models.Index(fields=["email"], name="member_email_idx"),
             models.Index(fields=["phone"], name="member_phone_idx"),
             models.Index(fields=["joined_at"], name="member_joined_idx"),
-            models.Index(fields=["tier_expires_at"], name="member_tier_expires_idx"),
+            models.Index(fields=["tier_expires_at", "id"], name="member_tier_expires_idx"),
             # Segment filters (campaigns.selectors.segment_members); last_order_at, joined_at and tier have theirs.
             models.Index(fields=["rfm_segment"], name="member_rfm_segment_idx"),
             models.Index(fields=["activity_status"], name="member_activity_idx"),
@@ -179,7 +179,8 @@ class Member(models.Model):
             models.Index(fields=["growth_value", "id"], name="member_growth_idx"),
             models.Index(fields=["name", "id"], name="member_name_idx"),
             # The admin's search: email matches case-insensitively (UPPER(email) = UPPER(term)). A part of the name
-            # is found by a trigram index on UPPER(name), PostgreSQL only (migration 0014).
+            # is found by a trigram index on UPPER(name), its beginning by a prefix index on it (PostgreSQL only,
+            # migration 0014).
             models.Index(Upper("email"), name="member_email_upper_idx"),
             # The admin's rare flags: small partial indexes, in the list's order.
             models.Index(fields=["joined_at"], condition=Q(is_blocked=True), name="member_blocked_idx"),

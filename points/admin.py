@@ -90,6 +90,7 @@ class PointsTransactionAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
         "Idempotency key, reference (e.g. an order id), or the member's storefront customer id, email or phone (exact)."
     )
     sortable_by = ("created_at",)  # indexed (members.console.big_tables); amounts are read per member or per kind
+    range_orderings = {"expires_at": "expires_at"}  # an expiry window lists the soonest first
     fieldsets = (
         (None, {"fields": ("member", "kind", "amount", "remaining", "expires_at", "pending_until", "debt_delta")}),
         (_("Origin"), {"fields": ("reference", "idempotency_key", "reverses", "note", "created_at", "created_by")}),

@@ -106,7 +106,9 @@ class PointsTransaction(models.Model):
             # The admin's list of ten million entries (members.console.big_tables): its order, its date filters and
             # its search by reference.
             models.Index(fields=["created_at", "id"], name="points_tx_created_idx"),
-            models.Index(fields=["expires_at"], condition=Q(expires_at__isnull=False), name="points_tx_expires_idx"),
+            models.Index(
+                fields=["expires_at", "id"], condition=Q(expires_at__isnull=False), name="points_tx_expires_idx"
+            ),
             models.Index(fields=["reference"], condition=~Q(reference=""), name="points_tx_reference_idx"),
         ]
         permissions = [("adjust_points", _("Can adjust members' points by hand"))]

@@ -14,6 +14,9 @@ amount of work, whatever the table's size:
   filters, which the date indexes serve.
 - **Searches on the member** of an order, a ledger entry or a redemption (`member_search_fields`) find the members
   first, then their rows through the (member, date) index: a join with an OR across two tables can only be scanned.
+- **A range filter orders the list by its own column** (`range_orderings`) unless the operator sorted: filtering
+  the ledger on an expiry window while walking it by creation date read millions of rows when the matches were old
+  (19 s in bench/admin); the range's own index returns them in order.
 - **Dropdowns of a column's values** (DistinctValuesFilter) read them with a skip scan of the column's index.
 """
 import math
@@ -21,6 +24,7 @@ from functools import reduce
 from operator import or_
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ORDER_VAR
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import OrderBy, Q
@@ -127,9 +131,18 @@ class BigTableAdminMixin:
     list_per_page = 50
     member_search_fields: tuple[str, ...] = ()
     member_search_limit = 100
+    # {range filter's field: the ordering it gives the list}, e.g. {"expires_at": "expires_at"}.
+    range_orderings: dict[str, str] = {}
 
     def get_changelist(self, request, **kwargs):
         return BigTableChangeList
+
+    def get_ordering(self, request):
+        if ORDER_VAR not in request.GET:
+            for field_name, ordering in self.range_orderings.items():
+                if request.GET.get(f"{field_name}_from") or request.GET.get(f"{field_name}_to"):
+                    return (ordering,)
+        return super().get_ordering(request)
 
     def get_search_results(self, request, queryset, search_term):
         if not self.member_search_fields:
@@ -144,9 +157,13 @@ class BigTableAdminMixin:
             reduce(or_, (Q(**{lookup: term}) for lookup in self.member_search_fields))
         )
         member_ids = list(members.values_list("pk", flat=True)[: self.member_search_limit])
-        if member_ids:
-            condition |= Q(member_id__in=member_ids)
-        return queryset.filter(condition), False
+        if not member_ids:
+            return queryset.filter(condition), False
+        if not queryset.filter(condition).exists():
+            # Only members matched: their rows straight from the (member, date) index, in the list's order. An OR
+            # with the own columns would gather all of a busy member's rows before sorting them.
+            return queryset.filter(member_id__in=member_ids), False
+        return queryset.filter(condition | Q(member_id__in=member_ids)), False
 
 
 def distinct_column_values(queryset, column: str, limit: int) -> list[str]:

@@ -4,23 +4,28 @@ import django.db.models.functions.text
 from django.db import migrations, models
 
 
-NAME_TRIGRAM_INDEX = "member_name_trgm_idx"
+NAME_INDEXES = {
+    # A part of a name (UPPER(name) LIKE UPPER('%term%')), 3 characters or more: trigrams.
+    "member_name_trgm_idx": "USING gin (UPPER(name) gin_trgm_ops)",
+    # The beginning of a name (UPPER(name) LIKE UPPER('term%')), for shorter words: a Chinese surname, an initial.
+    "member_name_prefix_idx": "(UPPER(name) text_pattern_ops)",
+}
 
 
-def name_trigram_index_create(apps, schema_editor):
-    """The admin's search for a part of a name (UPPER(name) LIKE UPPER('%term%')) reads a trigram index instead of a
-    million names. PostgreSQL only: pg_trgm is one of its standard extensions; SQLite scans its small tables."""
+def name_indexes_create(apps, schema_editor):
+    """The admin's name search reads these instead of a million names. PostgreSQL only: pg_trgm is one of its
+    standard extensions, and the operator classes are its own; SQLite scans its small tables."""
     if schema_editor.connection.vendor != "postgresql":
         return
     schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-    schema_editor.execute(
-        f"CREATE INDEX IF NOT EXISTS {NAME_TRIGRAM_INDEX} ON members_member USING gin (UPPER(name) gin_trgm_ops)"
-    )
+    for name, definition in NAME_INDEXES.items():
+        schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON members_member {definition}")
 
 
-def name_trigram_index_drop(apps, schema_editor):
+def name_indexes_drop(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f"DROP INDEX IF EXISTS {NAME_TRIGRAM_INDEX}")
+        for name in NAME_INDEXES:
+            schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 class Migration(migrations.Migration):
@@ -95,5 +100,13 @@ class Migration(migrations.Migration):
             model_name='order',
             index=models.Index(fields=['amount', 'id'], name='order_amount_idx'),
         ),
-        migrations.RunPython(name_trigram_index_create, name_trigram_index_drop, elidable=False),
+        migrations.RemoveIndex(
+            model_name='member',
+            name='member_tier_expires_idx',
+        ),
+        migrations.AddIndex(
+            model_name='member',
+            index=models.Index(fields=['tier_expires_at', 'id'], name='member_tier_expires_idx'),
+        ),
+        migrations.RunPython(name_indexes_create, name_indexes_drop, elidable=False),
     ]

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='pointstransaction',
-            index=models.Index(condition=models.Q(('expires_at__isnull', False)), fields=['expires_at'], name='points_tx_expires_idx'),
+            index=models.Index(condition=models.Q(('expires_at__isnull', False)), fields=['expires_at', 'id'], name='points_tx_expires_idx'),
         ),
         migrations.AddIndex(
             model_name='pointstransaction',

@@ -4,12 +4,14 @@ planner's estimate on PostgreSQL when it is large, an exact count otherwise (and
 The PostgreSQL tests make a table look huge to the planner by writing its statistics (`pg_class.reltuples`,
 `relpages`) inside the test's transaction, which rolls back with it."""
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from members.admin import MemberAdmin, OrderAdmin
 from members.models import Member, Order
@@ -333,8 +335,9 @@ def _plan(queryset) -> str:
         ({"email__iexact": "Jane@Example.com"}, "member_email_upper_idx"),
         ({"is_blocked": True}, "member_blocked_idx"),
         ({"tier_overridden": True}, "member_overridden_idx"),
+        ({"name__istartswith": "王"}, "member_name_prefix_idx"),
     ],
-    ids=["name part", "email", "blocked", "tier overridden"],
+    ids=["name part", "email", "blocked", "tier overridden", "name beginning"],
 )
 def test_member_searches_and_rare_filters_have_an_index(member, lookup, index):
     assert index in _plan(Member.objects.filter(**lookup))
@@ -367,3 +370,82 @@ def test_the_distinct_values_of_a_column_are_read_by_a_skip_scan(member_factory,
 
     assert distinct_column_values(Order.objects.all(), "channel", 100) == ["app", "store", "web"]
     assert distinct_column_values(Order.objects.all(), "channel", 2) == ["app", "store"]
+
+
+def test_a_short_word_matches_the_beginning_of_a_name(admin_client, member_factory):
+    wang = member_factory(name="王伟")
+    member_factory(name="李王")
+    member_factory(name="Ann Lee")
+
+    response = admin_client.get(changelist_url(Member), {"q": "王"})
+
+    assert [m.pk for m in response.context["cl"].result_list] == [wang.pk]
+
+
+def test_a_word_of_three_characters_or_more_matches_any_part_of_a_name(admin_client, member_factory):
+    joanna = member_factory(name="Joanna Smith")
+    member_factory(name="Anne Jones")
+
+    response = admin_client.get(changelist_url(Member), {"q": "anna"})
+
+    assert [m.pk for m in response.context["cl"].result_list] == [joanna.pk]
+
+
+def test_every_word_of_a_member_search_must_match(admin_client, member_factory):
+    both = member_factory(name="Ann Lee")
+    member_factory(name="Ann Smith")
+
+    response = admin_client.get(changelist_url(Member), {"q": "ann lee"})
+
+    assert [m.pk for m in response.context["cl"].result_list] == [both.pk]
+
+
+def test_a_member_is_still_found_by_exact_ids_and_email(admin_client, member_factory):
+    member = member_factory(email="Kim@Example.com", phone="13911112222")
+    member_factory()
+
+    for term in (member.external_id, "13911112222", "kim@example.COM"):
+        response = admin_client.get(changelist_url(Member), {"q": term})
+        assert [m.pk for m in response.context["cl"].result_list] == [member.pk], term
+
+
+def test_an_expiry_window_lists_the_soonest_expiring_first(admin_client, member_factory):
+    from points.services import points_earn
+
+    member = member_factory()
+    now = timezone.now()
+    late, _ = points_earn(member=member, amount=5, idempotency_key="late", expires_at=now + timedelta(days=20))
+    soon, _ = points_earn(member=member, amount=5, idempotency_key="soon", expires_at=now + timedelta(days=3))
+    window = {"expires_at_from": (now + timedelta(days=1)).date().isoformat(),
+              "expires_at_to": (now + timedelta(days=30)).date().isoformat()}
+
+    response = admin_client.get(changelist_url(PointsTransaction), window)
+
+    assert [t.pk for t in response.context["cl"].result_list] == [soon.pk, late.pk]
+
+
+def test_an_operators_sort_wins_over_the_range_order(admin_client, member_factory):
+    from points.services import points_earn
+
+    member = member_factory()
+    now = timezone.now()
+    first, _ = points_earn(member=member, amount=5, idempotency_key="first", expires_at=now + timedelta(days=20))
+    second, _ = points_earn(member=member, amount=5, idempotency_key="second", expires_at=now + timedelta(days=3))
+    column = PointsTransactionAdmin.list_display.index("created_at") + 1
+    window = {"expires_at_from": (now + timedelta(days=1)).date().isoformat(), "o": f"-{column}"}
+
+    response = admin_client.get(changelist_url(PointsTransaction), window)
+
+    assert [t.pk for t in response.context["cl"].result_list] == [second.pk, first.pk]
+
+
+def test_a_members_rows_are_read_without_an_or_when_only_members_match(admin_client, member_factory, order_factory):
+    member = member_factory()
+    order_factory(customer_id=member.external_id)
+
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(changelist_url(Order), {"q": member.external_id})
+
+    listed = [q["sql"] for q in queries.captured_queries
+              if 'FROM "members_order"' in q["sql"] and "member_id" in q["sql"] and "EXISTS" not in q["sql"]]
+    assert listed and all(" OR " not in sql for sql in listed)
