@@ -225,7 +225,7 @@ def members_load(cursor, n: int) -> int:
                 'cust-' || i,
                 CASE WHEN r.zh THEN zs.py || '.' || zg.py || '.' || i
                      ELSE lower(fn.v) || '.' || lower(ln.v) || '.' || i END || '@example.com',
-                '+4479' || lpad(((i * 7919 + 12345678) %% 100000000)::text, 8, '0'),
+                '+4479' || lpad(((i::bigint * 7919 + 12345678) %% 100000000)::text, 8, '0'),
                 CASE WHEN r.zh THEN zs.v || zg.v ELSE fn.v || ' ' || ln.v END,
                 CASE WHEN r.r5 < 0.75 THEN b.birthday END,
                 (%(regions)s::text[])[1 + floor(power(r.r6, 1.6) * %(nregions)s)::int],
@@ -985,6 +985,19 @@ def main(argv=None) -> int:
 
         if connection.settings_dict["ENGINE"] != "django.db.backends.postgresql":
             print("bench.admin: needs PostgreSQL (DATABASE_URL)", file=sys.stderr)
+            return 2
+        from django.db import OperationalError
+
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'members_member' "
+                               "AND reltuples > 0)")
+                loaded = cursor.fetchone()[0]
+        except OperationalError as exc:
+            print(f"bench.admin: {exc}", file=sys.stderr)
+            return 2
+        if not loaded:
+            print("bench.admin: --skip-load needs a loaded (and analysed) database; load it first", file=sys.stderr)
             return 2
         log(f"measuring the loaded database {connection.settings_dict['NAME']!r}")
     else:
