@@ -404,6 +404,9 @@ LOYALTY_WEBHOOK_RETRY_BACKOFF = env.int("LOYALTY_WEBHOOK_RETRY_BACKOFF", default
 LOYALTY_WEBHOOK_RETRY_BACKOFF_MAX = env.int("LOYALTY_WEBHOOK_RETRY_BACKOFF_MAX", default=60 * 60)
 # A delivery still "delivering" after this many seconds lost its worker: it is sent again.
 LOYALTY_WEBHOOK_DELIVERING_TIMEOUT = 5 * 60
+# Succeeded and failed deliveries are deleted after this many days (webhooks.purge, daily; at least the points.expiring
+# window plus a month, members.webhooks.delivery.retention_days).
+LOYALTY_WEBHOOK_RETENTION_DAYS = env.int("LOYALTY_WEBHOOK_RETENTION_DAYS", default=90)
 
 # --- Admin import/export (django-import-export) ------------------------------------------------------------------
 # The formats staff use: spreadsheets, and the CSV/TSV exports shops produce.

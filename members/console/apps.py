@@ -9,3 +9,8 @@ class ConsoleConfig(AppConfig):
     name = "members.console"
     label = "console"
     verbose_name = _("Operator console")
+
+    def ready(self):
+        from .big_tables import unfold_headers_once
+
+        unfold_headers_once()

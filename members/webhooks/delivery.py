@@ -246,3 +246,35 @@ def webhooks_deliver_due(*, batch_size: int = 50, time_budget: float = 50.0) -> 
         if not claimed and not batch.failed:
             break
     return result
+
+
+# --- Retention ------------------------------------------------------------------------------------------------------
+
+
+def retention_days() -> int:
+    """How long finished deliveries are kept: LOYALTY_WEBHOOK_RETENTION_DAYS, never less than the points.expiring
+    window plus a month. A purged delivery no longer holds its (subscription, dedupe_key) row, so an event emitted
+    again after the purge would be sent again; points.expiring is the one emitted repeatedly (daily, once per member
+    and month of expiry, within the reminder window) and must find its row."""
+    floor = settings.LOYALTY_EXPIRY_REMINDER_DAYS + 31
+    return max(settings.LOYALTY_WEBHOOK_RETENTION_DAYS, floor)
+
+
+def webhook_deliveries_purge(*, now: datetime | None = None, batch_size: int = 5000) -> int:
+    """Delete succeeded and failed deliveries older than retention_days(), oldest first, a batch per transaction (no
+    long lock on a busy table). Pending and delivering ones are kept whatever their age. Returns the rows deleted."""
+    cutoff = (now or timezone.now()) - timedelta(days=retention_days())
+    finished = (WebhookDelivery.Status.SUCCEEDED, WebhookDelivery.Status.FAILED)
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            # By id from the oldest: the rows past the cutoff are at the start of the primary key.
+            ids = list(
+                WebhookDelivery.objects.filter(created_at__lt=cutoff, status__in=finished)
+                .order_by("id")
+                .values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                return deleted
+            deleted += WebhookDelivery.objects.filter(id__in=ids).delete()[0]
+

@@ -449,3 +449,18 @@ def test_a_members_rows_are_read_without_an_or_when_only_members_match(admin_cli
     listed = [q["sql"] for q in queries.captured_queries
               if 'FROM "members_order"' in q["sql"] and "member_id" in q["sql"] and "EXISTS" not in q["sql"]]
     assert listed and all(" OR " not in sql for sql in listed)
+
+
+def test_a_list_page_builds_its_column_headers_once(admin_client, member_factory, monkeypatch):
+    from unfold.templatetags import unfold_list
+
+    for _ in range(3):
+        member_factory()
+    original, calls = unfold_list.result_headers.original, []
+    monkeypatch.setattr(unfold_list.result_headers, "original", lambda cl: calls.append(cl) or original(cl))
+
+    response = admin_client.get(changelist_url(Member))
+
+    assert response.status_code == 200
+    assert len(calls) == 1  # Unfold alone: once for the table head and once per row
+    assert response.content.decode().count('class="field-member') == 3

@@ -22,6 +22,7 @@ def test_the_webhook_schedules_exist_in_the_site_time_zone(settings):
     assert scheduled == {
         "webhooks.deliver_due": ("*", "*", settings.TIME_ZONE),
         "webhooks.emit_points_expiring": ("10", "5", settings.TIME_ZONE),
+        "webhooks.purge": ("3", "40", settings.TIME_ZONE),
     }
 
 
@@ -31,3 +32,4 @@ def test_every_webhook_schedule_names_a_registered_task():
     assert {schedule.task for schedule in SCHEDULES} <= set(app.tasks)
     assert "webhooks.emit_points_expiring" in job_tasks()
     assert "webhooks.deliver" in app.tasks
+    assert "webhooks.purge" in app.tasks
