@@ -15,6 +15,7 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
 from members.console.audit import AuditedAdminMixin
+from members.console.big_tables import BigTableAdminMixin
 from members.models import ActivityStatus, RfmSegment
 from members.resources import spreadsheet_safe
 
@@ -520,7 +521,7 @@ class CampaignAdmin(AuditedAdminMixin, ModelAdmin):
 
 
 @admin.register(CampaignGrant)
-class CampaignGrantAdmin(ReadOnlyModelAdmin):
+class CampaignGrantAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     """Every reward campaigns gave (and every control-arm record): written only by campaigns.services."""
 
     list_display = ("granted_at", "campaign", "member", "variant", "is_control", "points", "coupon", "occasion")
@@ -531,8 +532,8 @@ class CampaignGrantAdmin(ReadOnlyModelAdmin):
         ("granted_at", DayRangeFilter),
     )
     list_filter_submit = True
-    search_fields = ("member__external_id",)
-    search_help_text = _("The member's customer id.")
-    date_hierarchy = "granted_at"
-    show_full_result_count = False
+    search_fields = ("member__external_id__exact",)  # the box; the members are found first (big_tables)
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")
+    search_help_text = _("The member's storefront customer id, email or phone (exact).")
+    sortable_by = ("granted_at",)  # indexed (members.console.big_tables)
     list_per_page = 50

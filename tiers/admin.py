@@ -28,6 +28,7 @@ from unfold.contrib.filters.admin import (
 from unfold.decorators import action, display
 
 from members.console.audit import AuditedAdminMixin
+from members.console.big_tables import BigTableAdminMixin
 from members.admin import (
     DayRangeFilter,
     MemberAdmin,
@@ -286,7 +287,7 @@ class TierPolicyAdmin(AuditedAdminMixin, ModelAdmin):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(ReadOnlyModelAdmin):
+class TierChangeAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = ("created_at", "member_display", "from_tier", "to_tier", "reason_display", "reference", "created_by")
     list_select_related = ("member", "from_tier", "to_tier", "created_by")
     list_filter = (
@@ -297,10 +298,10 @@ class TierChangeAdmin(ReadOnlyModelAdmin):
         ("member", AutocompleteSelectFilter),
     )
     list_filter_submit = True
-    search_fields = ("reference__exact", "member__external_id__exact")
-    search_help_text = _("Reference or storefront customer id (exact).")
-    date_hierarchy = "created_at"
-    show_full_result_count = False
+    search_fields = ("reference__exact",)
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
+    search_help_text = _("Reference, or the member's storefront customer id, email or phone (exact).")
+    sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
     fields = ("member", "from_tier", "to_tier", "reason", "reference", "note", "created_at", "created_by")
 
@@ -324,7 +325,7 @@ class TierChangeAdmin(ReadOnlyModelAdmin):
 
 
 @admin.register(GrowthEvent)
-class GrowthEventAdmin(ReadOnlyModelAdmin):
+class GrowthEventAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = ("occurred_at", "member_display", "source", "amount", "spend", "orders", "reference", "idempotency_key")
     list_select_related = ("member",)
     list_filter = (
@@ -333,10 +334,12 @@ class GrowthEventAdmin(ReadOnlyModelAdmin):
         ("member", AutocompleteSelectFilter),
     )
     list_filter_submit = True
-    search_fields = ("idempotency_key__exact", "reference__exact", "member__external_id__exact")
-    search_help_text = _("Idempotency key, reference or storefront customer id (exact).")
-    date_hierarchy = "occurred_at"
-    show_full_result_count = False
+    search_fields = ("idempotency_key__exact", "reference__exact")
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
+    search_help_text = _(
+        "Idempotency key, reference, or the member's storefront customer id, email or phone (exact)."
+    )
+    sortable_by = ("occurred_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
     fields = ("member", "source", "amount", "spend", "orders", "occurred_at", "reference", "idempotency_key", "created_at")
 

@@ -116,7 +116,11 @@ class TierChange(models.Model):
             ("override_tier", _("Can set a member's tier by hand")),
             ("recalculate_tiers", _("Can re-evaluate every member's tier")),
         ]
-        indexes = [models.Index(fields=["member", "-created_at"], name="tierchange_member_idx")]
+        indexes = [
+            models.Index(fields=["member", "-created_at"], name="tierchange_member_idx"),
+            # The admin list's order, ties included (members.console.big_tables).
+            models.Index(fields=["created_at", "id"], name="tierchange_created_idx"),
+        ]
 
     def __str__(self):
         return f"{self.member_id}: {self.from_tier_id or '-'} → {self.to_tier_id} ({self.reason})"
@@ -264,7 +268,9 @@ class GrowthEvent(models.Model):
             # ignores INCLUDE; its index is the plain one).
             models.Index(
                 fields=["member", "occurred_at"], include=["amount", "spend", "orders"], name="growth_member_occurred_idx"
-            )
+            ),
+            # The admin list's order, ties included (members.console.big_tables).
+            models.Index(fields=["occurred_at", "id"], name="growth_occurred_idx"),
         ]
 
     def __str__(self):

@@ -20,6 +20,7 @@ from unfold.contrib.filters.admin import (
 from unfold.decorators import display
 
 from members.console.audit import AuditedAdminMixin
+from members.console.big_tables import BigTableAdminMixin
 from members.admin import (
     DayRangeFilter,
     MemberHistoryInline,
@@ -104,7 +105,7 @@ class RevokeCouponsForm(forms.Form):
 
 
 @admin.register(Coupon)
-class CouponAdmin(AuditedAdminMixin, ModelAdmin):
+class CouponAdmin(BigTableAdminMixin, AuditedAdminMixin, ModelAdmin):
     list_display = (
         "code", "member_display", "kind", "value_display", "min_spend", "status_display", "valid_until", "order",
         "discount", "source", "created_at",
@@ -118,10 +119,18 @@ class CouponAdmin(AuditedAdminMixin, ModelAdmin):
         ("member", AutocompleteSelectFilter),
     )
     list_filter_submit = True
-    search_fields = ("code__iexact", "member__external_id__exact", "source__exact")
-    search_help_text = _("Coupon code, storefront customer id or source (exact).")
-    date_hierarchy = "created_at"
-    show_full_result_count = False
+    search_fields = ("source__exact",)  # and the code, in get_search_results
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
+    search_help_text = _("Coupon code, source, or the member's storefront customer id, email or phone (exact).")
+    sortable_by = ("created_at",)  # indexed (members.console.big_tables)
+
+    def get_search_results(self, request, queryset, search_term):
+        # A coupon code (stored in capitals, whatever case the operator types: the unique index finds it), else the
+        # source or the member.
+        code = search_term.strip().upper()
+        if code and queryset.filter(code=code).exists():
+            return queryset.filter(code=code), False
+        return super().get_search_results(request, queryset, search_term)
     list_per_page = 50
     autocomplete_fields = ("member",)
     actions = ["revoke_coupons"]
@@ -274,7 +283,7 @@ class ReferralRuleAdmin(SingletonAdmin):
 
 
 @admin.register(Referral)
-class ReferralAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
+class ReferralAdmin(BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = (
         "created_at", "referrer_display", "referee_display", "status_display", "refused_reason", "order",
         "referee_points", "referrer_points", "rewarded_at", "referrer_rewarded_at",
@@ -289,8 +298,7 @@ class ReferralAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
     list_filter_submit = True
     search_fields = ("referrer__external_id__exact", "referee__external_id__exact")
     search_help_text = _("Storefront customer id of the referrer or the new member (exact).")
-    date_hierarchy = "created_at"
-    show_full_result_count = False
+    sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
     actions = ["credit_referrers"]
 
@@ -339,15 +347,15 @@ class CheckInRuleAdmin(SingletonAdmin):
 
 
 @admin.register(CheckIn)
-class CheckInAdmin(ReadOnlyModelAdmin):
+class CheckInAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = ("day", "member_display", "streak", "points", "bonus_points", "created_at")
     list_select_related = ("member",)
     list_filter = (("created_at", DayRangeFilter), ("member", AutocompleteSelectFilter))
     list_filter_submit = True
-    search_fields = ("member__external_id__exact",)
-    search_help_text = _("Storefront customer id (exact).")
-    date_hierarchy = "day"
-    show_full_result_count = False
+    search_fields = ("member__external_id__exact",)  # the box; the members are found first (big_tables)
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")
+    search_help_text = _("The member's storefront customer id, email or phone (exact).")
+    sortable_by = ("day",)  # indexed (members.console.big_tables)
     list_per_page = 50
 
     @display(description=_("member"), header=True, ordering="member__name")
@@ -387,7 +395,7 @@ class EventKindFilter(DropdownFilter):
 
 
 @admin.register(EngagementEvent)
-class EngagementEventAdmin(ReadOnlyModelAdmin):
+class EngagementEventAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = ("created_at", "member_display", "kind", "reference", "points", "outcome_display")
     list_select_related = ("member",)
     list_filter = (
@@ -397,10 +405,12 @@ class EngagementEventAdmin(ReadOnlyModelAdmin):
         ("member", AutocompleteSelectFilter),
     )
     list_filter_submit = True
-    search_fields = ("reference__exact", "member__external_id__exact")
-    search_help_text = _("Reference (e.g. a review id) or storefront customer id (exact).")
-    date_hierarchy = "created_at"
-    show_full_result_count = False
+    search_fields = ("reference__exact",)
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
+    search_help_text = _(
+        "Reference (e.g. a review id), or the member's storefront customer id, email or phone (exact)."
+    )
+    sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
 
     @display(description=_("member"), header=True, ordering="member__name")
@@ -480,17 +490,17 @@ class BadgeAdmin(AuditedAdminMixin, ModelAdmin):
 
 
 @admin.register(MemberBadge)
-class MemberBadgeAdmin(ReadOnlyModelAdmin):
+class MemberBadgeAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = ("awarded_at", "member_display", "badge")
     list_select_related = ("member", "badge")
     list_filter = (
         ("badge", RelatedDropdownFilter), ("awarded_at", DayRangeFilter), ("member", AutocompleteSelectFilter)
     )
     list_filter_submit = True
-    search_fields = ("member__external_id__exact",)
-    search_help_text = _("Storefront customer id (exact).")
-    date_hierarchy = "awarded_at"
-    show_full_result_count = False
+    search_fields = ("member__external_id__exact",)  # the box; the members are found first (big_tables)
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")
+    search_help_text = _("The member's storefront customer id, email or phone (exact).")
+    sortable_by = ("awarded_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
 
     @display(description=_("member"), header=True, ordering="member__name")

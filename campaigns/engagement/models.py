@@ -97,7 +97,11 @@ class Coupon(models.Model):
                 name="coupon_used_with_its_order",
             ),
         ]
-        indexes = [models.Index(fields=["member", "-created_at"], name="coupon_member_created_idx")]
+        indexes = [
+            models.Index(fields=["member", "-created_at"], name="coupon_member_created_idx"),
+            # The admin list's order, ties included (members.console.big_tables).
+            models.Index(fields=["created_at", "id"], name="coupon_created_idx"),
+        ]
 
     def __str__(self):
         return f"{self.code} · {self.value_display()}"
@@ -197,7 +201,11 @@ class Referral(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(referrer=models.F("referee")), name="referral_not_self"),
         ]
-        indexes = [models.Index(fields=["referrer", "status"], name="referral_referrer_status_idx")]
+        indexes = [
+            models.Index(fields=["referrer", "status"], name="referral_referrer_status_idx"),
+            # The admin list's order, ties included (members.console.big_tables).
+            models.Index(fields=["created_at", "id"], name="referral_created_idx"),
+        ]
 
     def __str__(self):
         return f"{self.referrer_id} → {self.referee_id} ({self.status})"
@@ -264,7 +272,8 @@ class CheckIn(models.Model):
             models.UniqueConstraint(fields=["member", "day"], name="checkin_once_per_day"),
             models.CheckConstraint(condition=Q(streak__gte=1), name="checkin_streak_positive"),
         ]
-        indexes = [models.Index(fields=["day"], name="checkin_day_idx")]
+        # The admin list's order, ties included (members.console.big_tables).
+        indexes = [models.Index(fields=["day", "id"], name="checkin_day_idx")]
 
     def __str__(self):
         return _("%(member)s · %(day)s · day %(streak)s") % {
@@ -327,7 +336,11 @@ class EngagementEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["member", "kind", "reference"], name="engagement_event_once"),
         ]
-        indexes = [models.Index(fields=["member", "kind", "day"], name="engagement_event_day_idx")]
+        indexes = [
+            models.Index(fields=["member", "kind", "day"], name="engagement_event_day_idx"),
+            # The admin list's order, ties included (members.console.big_tables).
+            models.Index(fields=["created_at", "id"], name="engagement_event_created_idx"),
+        ]
 
     def __str__(self):
         return f"{self.kind} {self.reference} · {self.points:+d}"
@@ -394,6 +407,8 @@ class MemberBadge(models.Model):
         verbose_name_plural = _("member badges")
         ordering = ["-awarded_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["member", "badge"], name="member_badge_once")]
+        # The admin list's order (members.console.big_tables).
+        indexes = [models.Index(fields=["awarded_at", "id"], name="member_badge_awarded_idx")]
 
     def __str__(self):
         return f"{self.badge} · {self.member_id}"

@@ -30,6 +30,7 @@ from members.admin import (
     member_header,
 )
 from members.console.audit import AuditedAdminMixin
+from members.console.big_tables import BigTableAdminMixin
 from members.errors import DomainError
 from members.models import Member
 
@@ -156,7 +157,7 @@ class RetryForm(forms.Form):
 
 
 @admin.register(Message)
-class MessageAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
+class MessageAdmin(BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = (
         "created_at",
         "member_display",
@@ -177,10 +178,12 @@ class MessageAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
         ("member", AutocompleteSelectFilter),
     )
     list_filter_submit = True
-    search_fields = ("member__external_id__exact", "idempotency_key__exact", "source__exact")
-    search_help_text = _("Storefront customer id, idempotency key or source, e.g. campaign:12 (exact).")
-    date_hierarchy = "created_at"
-    show_full_result_count = False
+    search_fields = ("idempotency_key__exact", "source__exact")
+    member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
+    search_help_text = _(
+        "Idempotency key, source (e.g. campaign:12), or the member's storefront customer id, email or phone (exact)."
+    )
+    sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
     actions = ["retry_failed"]
     fieldsets = (

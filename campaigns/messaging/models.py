@@ -126,6 +126,8 @@ class Message(models.Model):
             models.Index(fields=["member", "-created_at"], name="message_member_created_idx"),
             # Campaign reports: messages of one source by status.
             models.Index(fields=["source", "status"], name="message_source_status_idx"),
+            # The admin list's order, ties included (members.console.big_tables).
+            models.Index(fields=["created_at", "id"], name="message_created_idx"),
         ]
         constraints = [
             models.CheckConstraint(

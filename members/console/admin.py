@@ -6,11 +6,12 @@ from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import RangeDateTimeFilter, RelatedDropdownFilter
 from unfold.decorators import display
 
+from .big_tables import BigTableAdminMixin
 from .models import AuditEntry
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ModelAdmin):
+class AuditEntryAdmin(BigTableAdminMixin, ModelAdmin):
     list_display = ("at", "actor", "model_display", "object_repr", "action_display", "changes_display")
     list_select_related = ("actor", "content_type")
     list_filter = (
@@ -22,8 +23,7 @@ class AuditEntryAdmin(ModelAdmin):
     list_filter_submit = True
     search_fields = ("object_id__exact", "object_repr__icontains", "action_name__exact")
     search_help_text = _("Object id or action name (exact), or part of the object's name.")
-    date_hierarchy = "at"
-    show_full_result_count = False
+    sortable_by = ("at",)  # indexed (members.console.big_tables)
     list_per_page = 50
     fields = ("at", "actor", "content_type", "object_id", "object_repr", "action", "action_name", "changes_display",
               "note")

@@ -152,16 +152,18 @@ class BigTableAdminMixin:
         term = search_term.strip()
         if not term:
             return queryset, False
-        # Own columns: exact lookups, each served by its index.
-        condition = reduce(or_, (Q(**{lookup: term}) for lookup in self.search_fields))
+        # Own columns: exact lookups, each served by its index (a "member__..." one only shows the search box: the
+        # member lookups below replace it).
+        own = [Q(**{lookup: term}) for lookup in self.search_fields if not lookup.startswith("member__")]
+        condition = reduce(or_, own) if own else None
         member_field = queryset.model._meta.get_field("member")
         members = member_field.related_model._default_manager.filter(
             reduce(or_, (Q(**{lookup: term}) for lookup in self.member_search_fields))
         )
         member_ids = list(members.values_list("pk", flat=True)[: self.member_search_limit])
         if not member_ids:
-            return queryset.filter(condition), False
-        if not queryset.filter(condition).exists():
+            return (queryset.filter(condition) if condition is not None else queryset.none()), False
+        if condition is None or not queryset.filter(condition).exists():
             # Only members matched: their rows straight from the (member, date) index, in the list's order. An OR
             # with the own columns would gather all of a busy member's rows before sorting them.
             return queryset.filter(member_id__in=member_ids), False

@@ -14,6 +14,7 @@ from unfold.decorators import display
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminURLInputWidget
 
 from members.admin import ReadOnlyModelAdmin, confirmed_action
+from members.console.big_tables import BigTableAdminMixin
 
 from .models import WebhookDelivery, WebhookEvent, WebhookSubscription
 from .services import webhook_deliveries_redeliver, webhook_subscription_rotate_secret, webhook_test_send
@@ -123,7 +124,7 @@ class WebhookSubscriptionAdmin(ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyModelAdmin):
+class WebhookDeliveryAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = (
         "created_at", "event", "subscription", "status_display", "attempts", "last_status_code", "next_attempt_at",
         "delivered_at",
@@ -136,9 +137,8 @@ class WebhookDeliveryAdmin(ReadOnlyModelAdmin):
     )
     list_filter_submit = True
     search_fields = ("event_id__exact", "dedupe_key__exact")
+    sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     search_help_text = _('Event id (X-Loyalty-Delivery) or dedupe key, e.g. "redemption:12" (exact).')
-    date_hierarchy = "created_at"
-    show_full_result_count = False
     list_per_page = 50
     actions = ["redeliver"]
     fieldsets = (

@@ -133,6 +133,8 @@ class WebhookDelivery(models.Model):
         indexes = [
             # The sender's query: pending deliveries that are due, and delivering ones whose claim lapsed.
             models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due_idx"),
+            # The admin list's order, ties included (members.console.big_tables).
+            models.Index(fields=["created_at", "id"], name="webhook_delivery_created_idx"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["subscription", "dedupe_key"], name="webhook_delivery_once_per_event"),
