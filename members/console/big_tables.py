@@ -105,6 +105,10 @@ class BigTableChangeList(ChangeList):
     """Unfold's changelist whose tie-breaking primary key runs in the direction of the first sorted column, so a
     (column, id) index is read in one direction instead of sorting the ties (a million members with 0 orders)."""
 
+    def _get_default_ordering(self):
+        # The header's sort marks follow the order the list really has: a range filter's (BigTableAdminMixin).
+        return self.model_admin.range_ordering(self.params) or super()._get_default_ordering()
+
     def _get_deterministic_ordering(self, ordering):
         ordering = super()._get_deterministic_ordering(ordering)
         if len(ordering) >= 2 and ordering[-1] == "-pk" and _ascending(ordering[0]):
@@ -140,11 +144,15 @@ class BigTableAdminMixin:
         return BigTableChangeList
 
     def get_ordering(self, request):
-        if ORDER_VAR not in request.GET:
+        return self.range_ordering(request.GET) or super().get_ordering(request)
+
+    def range_ordering(self, params) -> tuple[str, ...]:
+        """The ordering a range filter in `params` (the query string) gives the list, unless the operator sorted."""
+        if ORDER_VAR not in params:
             for field_name, ordering in self.range_orderings.items():
-                if request.GET.get(f"{field_name}_from") or request.GET.get(f"{field_name}_to"):
+                if params.get(f"{field_name}_from") or params.get(f"{field_name}_to"):
                     return (ordering,)
-        return super().get_ordering(request)
+        return ()
 
     def get_search_results(self, request, queryset, search_term):
         if not self.member_search_fields:

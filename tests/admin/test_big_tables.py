@@ -159,6 +159,8 @@ def test_a_filtered_list_counts_exactly_up_to_the_limit_and_says_more_than_beyon
     assert paginator.is_lower_bound is True
     assert paginator.count == 3  # the limit + 1: the count stopped there
     assert "more than 2 members" in response.content.decode()
+    header = response.content.decode().split('data-testid="header-count"', 1)[1].split("</span>", 1)[0]
+    assert "more than 2 results" in header
 
 
 def test_pages_beyond_the_counted_rows_are_not_offered(admin_client, member_factory, small_count_limit):
@@ -201,6 +203,9 @@ def test_an_estimated_list_says_about_and_offers_only_the_first_pages(admin_clie
     paginator = response.context["cl"].paginator
     assert paginator.num_pages == 10_000 // MemberAdmin.list_per_page
     assert "about 5,000,000 members" in response.content.decode()
+    header = response.content.decode().split('data-testid="header-count"', 1)[1].split("</span>", 1)[0]
+    assert "about 5,000,000 results" in header
+    assert "Show all" not in header  # nothing narrows the list
 
 
 def test_a_page_past_the_browsable_ones_is_refused_not_read(admin_client, member_factory, small_count_limit):
@@ -540,3 +545,15 @@ def test_a_coupon_is_found_by_its_code_in_any_case(admin_client, member_factory)
     response = admin_client.get(changelist_url(Coupon), {"q": "save10abcd"})
 
     assert [c.pk for c in response.context["cl"].result_list] == [coupon.pk]
+
+
+def test_the_range_order_is_the_one_the_list_says_it_has(admin_client, member_factory):
+    member_factory()
+    now = timezone.now()
+
+    response = admin_client.get(
+        changelist_url(PointsTransaction), {"expires_at_from": (now + timedelta(days=1)).date().isoformat()}
+    )
+
+    expiry = PointsTransactionAdmin.list_display.index("expires_at")
+    assert response.context["cl"].get_ordering_field_columns() == {expiry: "asc"}  # not created_at's
