@@ -2,8 +2,12 @@
 
 from django.db import migrations, models
 
+from members.indexes import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    # Indexes on tables of millions of rows are built without blocking writes (members.indexes).
+    atomic = False
 
     dependencies = [
         ('campaigns', '0003_dashboard_warm_schedule'),
@@ -12,7 +16,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='campaigngrant',
             index=models.Index(fields=['granted_at', 'id'], name='campaign_grant_granted_idx'),
         ),

@@ -3,6 +3,8 @@
 import django.db.models.functions.text
 from django.db import migrations, models
 
+from members.indexes import AddIndexOnline, RemoveIndexOnline
+
 
 NAME_INDEXES = {
     # A part of a name (UPPER(name) LIKE UPPER('%term%')), 3 characters or more: trigrams.
@@ -18,17 +20,19 @@ def name_indexes_create(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
     schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-    for name, definition in NAME_INDEXES.items():
-        schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON members_member {definition}")
+    for name, definition in NAME_INDEXES.items():  # outside a transaction: writes go on (members.indexes)
+        schema_editor.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON members_member {definition}")
 
 
 def name_indexes_drop(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         for name in NAME_INDEXES:
-            schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
+            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
 
 
 class Migration(migrations.Migration):
+    # Indexes on tables of millions of rows are built without blocking writes (members.indexes).
+    atomic = False
 
     dependencies = [
         ('members', '0013_api_idempotency'),
@@ -36,75 +40,75 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RemoveIndex(
+        RemoveIndexOnline(
             model_name='member',
             name='member_last_order_idx',
         ),
-        migrations.RemoveIndex(
+        RemoveIndexOnline(
             model_name='member',
             name='member_order_count_idx',
         ),
-        migrations.RemoveIndex(
+        RemoveIndexOnline(
             model_name='member',
             name='member_lifetime_spend_idx',
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='member',
             index=models.Index(fields=['order_count', 'id'], name='member_order_count_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='member',
             index=models.Index(fields=['lifetime_spend', 'id'], name='member_lifetime_spend_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='member',
             index=models.Index(fields=['last_order_at', 'id'], name='member_last_order_id_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='member',
             index=models.Index(fields=['points_balance', 'id'], name='member_balance_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='member',
             index=models.Index(fields=['growth_value', 'id'], name='member_growth_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='member',
             index=models.Index(fields=['name', 'id'], name='member_name_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='member',
             index=models.Index(django.db.models.functions.text.Upper('email'), name='member_email_upper_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='member',
             index=models.Index(condition=models.Q(('is_blocked', True)), fields=['joined_at'], name='member_blocked_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='member',
             index=models.Index(condition=models.Q(('tier_overridden', True)), fields=['joined_at'], name='member_overridden_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='order',
             index=models.Index(fields=['status', 'placed_at'], name='order_status_placed_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='order',
             index=models.Index(fields=['channel', 'placed_at'], name='order_channel_placed_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='order',
             index=models.Index(fields=['currency', 'placed_at'], name='order_currency_placed_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='order',
             index=models.Index(fields=['amount', 'id'], name='order_amount_idx'),
         ),
-        migrations.RemoveIndex(
+        RemoveIndexOnline(
             model_name='member',
             name='member_tier_expires_idx',
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='member',
             index=models.Index(fields=['tier_expires_at', 'id'], name='member_tier_expires_idx'),
         ),

@@ -3,8 +3,12 @@
 from django.conf import settings
 from django.db import migrations, models
 
+from members.indexes import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    # Indexes on tables of millions of rows are built without blocking writes (members.indexes).
+    atomic = False
 
     dependencies = [
         ('members', '0014_big_table_indexes'),
@@ -13,27 +17,27 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='pointstransaction',
             index=models.Index(fields=['created_at', 'id'], name='points_tx_created_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='pointstransaction',
             index=models.Index(condition=models.Q(('expires_at__isnull', False)), fields=['expires_at', 'id'], name='points_tx_expires_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='pointstransaction',
             index=models.Index(condition=models.Q(('reference', ''), _negated=True), fields=['reference'], name='points_tx_reference_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='redemption',
             index=models.Index(fields=['created_at', 'id'], name='redemption_created_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='redemption',
             index=models.Index(fields=['status', 'created_at'], name='redemption_status_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='redemption',
             index=models.Index(condition=models.Q(('voucher_code', ''), _negated=True), fields=['voucher_code'], name='redemption_voucher_idx'),
         ),

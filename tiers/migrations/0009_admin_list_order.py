@@ -3,8 +3,12 @@
 from django.conf import settings
 from django.db import migrations, models
 
+from members.indexes import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    # Indexes on tables of millions of rows are built without blocking writes (members.indexes).
+    atomic = False
 
     dependencies = [
         ('members', '0014_big_table_indexes'),
@@ -13,11 +17,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='growthevent',
             index=models.Index(fields=['occurred_at', 'id'], name='growth_occurred_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='tierchange',
             index=models.Index(fields=['created_at', 'id'], name='tierchange_created_idx'),
         ),

@@ -3,8 +3,12 @@
 from django.conf import settings
 from django.db import migrations, models
 
+from members.indexes import AddIndexOnline, RemoveIndexOnline
+
 
 class Migration(migrations.Migration):
+    # Indexes on tables of millions of rows are built without blocking writes (members.indexes).
+    atomic = False
 
     dependencies = [
         ('engagement', '0002_default_rules_and_badges'),
@@ -13,27 +17,27 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RemoveIndex(
+        RemoveIndexOnline(
             model_name='checkin',
             name='checkin_day_idx',
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='checkin',
             index=models.Index(fields=['day', 'id'], name='checkin_day_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='coupon',
             index=models.Index(fields=['created_at', 'id'], name='coupon_created_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='engagementevent',
             index=models.Index(fields=['created_at', 'id'], name='engagement_event_created_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='memberbadge',
             index=models.Index(fields=['awarded_at', 'id'], name='member_badge_awarded_idx'),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='referral',
             index=models.Index(fields=['created_at', 'id'], name='referral_created_idx'),
         ),

@@ -2,8 +2,12 @@
 
 from django.db import migrations, models
 
+from members.indexes import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    # Indexes on tables of millions of rows are built without blocking writes (members.indexes).
+    atomic = False
 
     dependencies = [
         ('members', '0014_big_table_indexes'),
@@ -11,7 +15,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='message',
             index=models.Index(fields=['created_at', 'id'], name='message_created_idx'),
         ),

@@ -2,15 +2,19 @@
 
 from django.db import migrations, models
 
+from members.indexes import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    # Indexes on tables of millions of rows are built without blocking writes (members.indexes).
+    atomic = False
 
     dependencies = [
         ('webhooks', '0003_purge_schedule'),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='webhookdelivery',
             index=models.Index(fields=['created_at', 'id'], name='webhook_delivery_created_idx'),
         ),
