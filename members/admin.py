@@ -18,6 +18,8 @@ import secrets
 import time as clock
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import reduce
+from operator import or_
 from pathlib import Path
 
 from django import forms
@@ -234,6 +236,15 @@ class AnonymiseForm(forms.Form):
 def member_header(member: Member) -> list[str]:
     """Name over storefront id, as Unfold's two-line header cell."""
     return [member.name or member.external_id, member.external_id if member.name else ""]
+
+
+class MemberColumnMixin:
+    """`member_display` for the lists of a member's rows (orders, the ledger, logs): the member's header cell (name
+    over storefront id), sorted by name where the admin lets it sort. List `member` in `list_select_related`."""
+
+    @display(description=_("member"), header=True, ordering="member__name")
+    def member_display(self, obj):
+        return member_header(obj.member)
 
 
 # --- Imports and exports (django-import-export, the order import engine) ---------------------------------------------
@@ -691,7 +702,7 @@ class MemberAdmin(BigTableAdminMixin, AuditedAdminMixin, ImportPermissionMixin, 
         return () if obj is None else self.service_owned_fields
 
     def get_search_results(self, request, queryset, search_term):
-        """Django's search (every word must match one of the fields), except that a word shorter than
+        """Django's search (every word must match one of `search_fields`), except that a word shorter than
         NAME_PART_MIN characters matches the beginning of the name: a trigram index cannot find a part that short,
         and reading a million names for it took seconds (bench/admin)."""
         conditions = []
@@ -700,8 +711,10 @@ class MemberAdmin(BigTableAdminMixin, AuditedAdminMixin, ImportPermissionMixin, 
                 word = unescape_string_literal(word)
             if not word.strip():
                 continue
-            name = Q(name__icontains=word) if len(word) >= NAME_PART_MIN else Q(name__istartswith=word)
-            conditions.append(Q(external_id=word) | Q(phone=word) | Q(email__iexact=word) | name)
+            short = len(word) < NAME_PART_MIN
+            lookups = ("name__istartswith" if short and lookup == "name__icontains" else lookup
+                       for lookup in self.search_fields)
+            conditions.append(reduce(or_, (Q(**{lookup: word}) for lookup in lookups)))
         return queryset.filter(*conditions), False
 
     @admin.action(description=_("Block selected members"), permissions=["change"])
@@ -839,7 +852,7 @@ class TagAdmin(AuditedAdminMixin, ModelAdmin):
 
 
 @admin.register(Order)
-class OrderAdmin(BigTableAdminMixin, ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
+class OrderAdmin(MemberColumnMixin, BigTableAdminMixin, ImportPermissionMixin, ImportExportMixin, ReadOnlyModelAdmin):
     """Orders are recorded by the storefront API and the importer: nothing is added, edited or deleted here.
 
     Export is django-import-export's (OrderResource). Import keeps its Import button, URLs and Unfold's upload form,
@@ -887,10 +900,6 @@ class OrderAdmin(BigTableAdminMixin, ImportPermissionMixin, ImportExportMixin, R
         (_("Record"), {"fields": ("created_at",)}),
     )
     readonly_fields = ("created_at",)
-
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
 
     @display(description=_("amount"), ordering="amount")
     def amount_display(self, obj):

@@ -27,13 +27,13 @@ from members.console.audit import AuditedAdminMixin
 from members.admin import (
     DayRangeFilter,
     MemberAdmin,
+    MemberColumnMixin,
     MemberHistoryInline,
     ReadOnlyMixin,
     ReadOnlyModelAdmin,
     confirmed_action,
     member_admin_action,
     member_admin_inline,
-    member_header,
 )
 from members.errors import DomainError
 from members.console.big_tables import BigTableAdminMixin
@@ -64,7 +64,7 @@ KIND_COLOURS = {
 
 
 @admin.register(PointsTransaction)
-class PointsTransactionAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
+class PointsTransactionAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = (
         "created_at",
         "member_display",
@@ -125,10 +125,6 @@ class PointsTransactionAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "liability_url": reverse("admin:points_liability")}
         return super().changelist_view(request, extra_context)
-
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
 
     @display(description=_("kind"), ordering="kind", label=KIND_COLOURS)
     def kind_display(self, obj):
@@ -257,7 +253,7 @@ class CancelRedemptionForm(forms.Form):
 
 
 @admin.register(Redemption)
-class RedemptionAdmin(BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
+class RedemptionAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = ("created_at", "member_display", "reward", "quantity", "points", "status_display", "voucher_code")
     list_select_related = ("member", "reward")
     list_filter = (
@@ -278,10 +274,6 @@ class RedemptionAdmin(BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin)
         "member", "reward", "quantity", "points", "status", "voucher_code", "idempotency_key", "debit",
         "created_at", "cancelled_at", "cancelled_by", "cancel_reason",
     )
-
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
 
     @display(
         description=_("status"),
@@ -421,7 +413,7 @@ class DecisionForm(forms.Form):
 
 
 @admin.register(PointsAdjustmentRequest)
-class PointsAdjustmentRequestAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
+class PointsAdjustmentRequestAdmin(MemberColumnMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     """Large adjustments waiting for a second staff member (points.approvals). Approve applies each one to the ledger
     once; Reject leaves the ledger untouched; the requester may withdraw their own. Nobody decides their own."""
 
@@ -445,10 +437,6 @@ class PointsAdjustmentRequestAdmin(AuditedAdminMixin, ReadOnlyModelAdmin):
     actions = ["approve_requests", "reject_requests", "cancel_requests"]
     # Recorded per request actually decided (below), not per row selected.
     audit_exempt_actions = ("approve_requests", "reject_requests", "cancel_requests")
-
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
 
     @display(description=_("points"), ordering="amount")
     def amount_display(self, obj):

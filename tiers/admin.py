@@ -32,13 +32,13 @@ from members.console.big_tables import BigTableAdminMixin
 from members.admin import (
     DayRangeFilter,
     MemberAdmin,
+    MemberColumnMixin,
     MemberHistoryInline,
     ReadOnlyModelAdmin,
     confirmed_action,
     member_admin_action,
     member_admin_inline,
     member_admin_panel,
-    member_header,
 )
 from members.errors import DomainError
 from members.models import Member
@@ -287,7 +287,7 @@ class TierPolicyAdmin(AuditedAdminMixin, ModelAdmin):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
+class TierChangeAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = ("created_at", "member_display", "from_tier", "to_tier", "reason_display", "reference", "created_by")
     list_select_related = ("member", "from_tier", "to_tier", "created_by")
     list_filter = (
@@ -305,10 +305,6 @@ class TierChangeAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     list_per_page = 50
     fields = ("member", "from_tier", "to_tier", "reason", "reference", "note", "created_at", "created_by")
 
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
-
     @display(
         description=_("reason"),
         ordering="reason",
@@ -325,7 +321,7 @@ class TierChangeAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
 
 
 @admin.register(GrowthEvent)
-class GrowthEventAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
+class GrowthEventAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = ("occurred_at", "member_display", "source", "amount", "spend", "orders", "reference", "idempotency_key")
     list_select_related = ("member",)
     list_filter = (
@@ -342,10 +338,6 @@ class GrowthEventAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     sortable_by = ("occurred_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
     fields = ("member", "source", "amount", "spend", "orders", "occurred_at", "reference", "idempotency_key", "created_at")
-
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
 
 
 @member_admin_inline

@@ -23,9 +23,10 @@ from members.console.audit import AuditedAdminMixin
 from members.console.big_tables import BigTableAdminMixin
 from members.admin import (
     DayRangeFilter,
+    MemberAdmin,
+    MemberColumnMixin,
     MemberHistoryInline,
     ReadOnlyModelAdmin,
-    MemberAdmin,
     confirmed_action,
     member_admin_action,
     member_admin_inline,
@@ -105,7 +106,7 @@ class RevokeCouponsForm(forms.Form):
 
 
 @admin.register(Coupon)
-class CouponAdmin(BigTableAdminMixin, AuditedAdminMixin, ModelAdmin):
+class CouponAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, ModelAdmin):
     list_display = (
         "code", "member_display", "kind", "value_display", "min_spend", "status_display", "valid_until", "order",
         "discount", "source", "created_at",
@@ -165,10 +166,6 @@ class CouponAdmin(BigTableAdminMixin, AuditedAdminMixin, ModelAdmin):
         obj.pk = coupon.pk
         obj.refresh_from_db()
         obj._state.adding = False
-
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
 
     @display(description=_("value"), ordering="value")
     def value_display(self, obj):
@@ -347,7 +344,7 @@ class CheckInRuleAdmin(SingletonAdmin):
 
 
 @admin.register(CheckIn)
-class CheckInAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
+class CheckInAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = ("day", "member_display", "streak", "points", "bonus_points", "created_at")
     list_select_related = ("member",)
     list_filter = (("created_at", DayRangeFilter), ("member", AutocompleteSelectFilter))
@@ -357,10 +354,6 @@ class CheckInAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     search_help_text = _("The member's storefront customer id, email or phone (exact).")
     sortable_by = ("day",)  # indexed (members.console.big_tables)
     list_per_page = 50
-
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
 
 
 # --- Member events ------------------------------------------------------------------------------------------------
@@ -395,7 +388,7 @@ class EventKindFilter(DropdownFilter):
 
 
 @admin.register(EngagementEvent)
-class EngagementEventAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
+class EngagementEventAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = ("created_at", "member_display", "kind", "reference", "points", "outcome_display")
     list_select_related = ("member",)
     list_filter = (
@@ -412,10 +405,6 @@ class EngagementEventAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     )
     sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
-
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
 
     @display(
         description=_("outcome"),
@@ -490,7 +479,7 @@ class BadgeAdmin(AuditedAdminMixin, ModelAdmin):
 
 
 @admin.register(MemberBadge)
-class MemberBadgeAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
+class MemberBadgeAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin):
     list_display = ("awarded_at", "member_display", "badge")
     list_select_related = ("member", "badge")
     list_filter = (
@@ -502,10 +491,6 @@ class MemberBadgeAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     search_help_text = _("The member's storefront customer id, email or phone (exact).")
     sortable_by = ("awarded_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
-
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
 
 
 # --- On the member page -------------------------------------------------------------------------------------------

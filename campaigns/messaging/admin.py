@@ -22,12 +22,12 @@ from unfold.decorators import display
 from members.admin import (
     DayRangeFilter,
     MemberAdmin,
+    MemberColumnMixin,
     MemberHistoryInline,
     ReadOnlyModelAdmin,
     confirmed_action,
     member_admin_action,
     member_admin_inline,
-    member_header,
 )
 from members.console.audit import AuditedAdminMixin
 from members.console.big_tables import BigTableAdminMixin
@@ -157,7 +157,7 @@ class RetryForm(forms.Form):
 
 
 @admin.register(Message)
-class MessageAdmin(BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
+class MessageAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = (
         "created_at",
         "member_display",
@@ -196,10 +196,6 @@ class MessageAdmin(BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
         ),
         (_("Origin"), {"fields": ("source", "idempotency_key", "created_at")}),
     )
-
-    @display(description=_("member"), header=True, ordering="member__name")
-    def member_display(self, obj):
-        return member_header(obj.member)
 
     @display(description=_("status"), ordering="status", label=STATUS_COLOURS)
     def status_display(self, obj):
