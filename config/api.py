@@ -186,7 +186,9 @@ def exception_handler(exc, context):
         body = {"code": exc.code, "detail": str(exc.detail)}
         if exc.field:
             body["errors"] = {exc.field: [str(exc.detail)]}
-        return Response(body, status=http_status)
+        retry_after = getattr(exc, "retry_after", None)  # e.g. idempotency_in_progress: when the key's lease ends
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return Response(body, status=http_status, headers=headers)
 
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -6,10 +6,27 @@ runs, its response is stored, and every repeat with that key answers the stored 
 or on another path is 422 `idempotency_key_reused`. Keys live LOYALTY_IDEMPOTENCY_TTL_HOURS (24 h by default).
 
 Concurrency: the record is inserted first, in progress (INSERT ... ON CONFLICT DO NOTHING with a random claim token),
-so of two identical requests at once exactly one claims it and runs; the other polls for up to
-LOYALTY_IDEMPOTENCY_WAIT_SECONDS for the stored response and replays it, else answers 409 `idempotency_in_progress`.
+so of two identical requests at once exactly one claims it and runs; the other polls briefly
+(LOYALTY_IDEMPOTENCY_WAIT_SECONDS, 1 s) for the stored response and replays it, else answers 409
+`idempotency_in_progress` with `Retry-After`: the seconds until the claim's lease ends (at least 1). It never holds
+a worker thread for longer than that short wait.
 Only responses below 500 are stored: after a server error (or an unhandled exception) the claim is released, so the
 client may retry with the same key.
+
+The lease: a request whose worker is killed mid-flight (OOM, a deploy, gunicorn's timeout) can neither store nor
+release its claim. A claim without a response older than LOYALTY_IDEMPOTENCY_LEASE_SECONDS (60 s, above the request
+timeout) is taken to be dead, and the next request with the key takes it over: a compare-and-swap on the claim's token
+(UPDATE ... WHERE token = <the dead one's>), so of retries racing for it exactly one wins and runs the view; the
+others wait or get 409 like any repeat. The dead request (or a slow one that outlived its lease) can no longer store
+its response: store and release match the token. The view itself runs again, which is safe because every write the
+API makes is idempotent by a key of its own, whatever the Idempotency-Key: the order id (a repeat answers the order
+with `created: false`), the refund id, the redemption's key (the Idempotency-Key itself: the redemption is answered
+with 200), the event's (kind, reference), the member's external id (an upsert). Where the dead run had committed, the
+answer may differ from the one it would have given, never the effect: a check-in answers 409 `already_checked_in`,
+an anonymisation 404 (the member's id was replaced).
+
+Records live LOYALTY_IDEMPOTENCY_TTL_HOURS; past it they count as gone, and the daily job
+`members.purge_idempotency_keys` (members/tasks.py, a JobRun per day) deletes them in bounded batches.
 
 The mechanism is the view mixin `IdempotentPostMixin`, placed on every API view that has a POST (a test in
 tests/api/test_idempotency.py checks every POST route of /api/v1/); the header is documented on every POST operation
@@ -18,12 +35,14 @@ request that is refused there (401, 403, 429) stores nothing.
 """
 import hashlib
 import json
+import math
 import re
 import secrets
 import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.http.request import RawPostDataException
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -41,6 +60,9 @@ MAX_KEY_LENGTH = 255
 KEY_PATTERN = "^[\\u0021-\\u007e]+$"
 _KEY_RE = re.compile("[\\u0021-\\u007e]+")
 POLL_INTERVAL = 0.05  # seconds between looks at a record another request is still working on
+# Expired records deleted per statement (and transaction) by the daily purge: short locks on a table the storefront
+# writes on every POST.
+PURGE_BATCH_SIZE = 5000
 
 
 class IdempotencyKeyReused(DomainError):
@@ -53,6 +75,10 @@ class IdempotencyKeyReused(DomainError):
 class IdempotencyInProgress(Conflict):
     code = "idempotency_in_progress"
     default_detail = _("A request with this Idempotency-Key is still being processed; retry shortly.")
+
+    def __init__(self, detail=None, *, retry_after: int = 1):
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds, answered as the Retry-After header (config.api.exception_handler)
 
 
 class InvalidIdempotencyKey(InvalidInput):
@@ -73,6 +99,10 @@ def _ttl():
     return timedelta(hours=settings.LOYALTY_IDEMPOTENCY_TTL_HOURS)
 
 
+def _lease():
+    return timedelta(seconds=settings.LOYALTY_IDEMPOTENCY_LEASE_SECONDS)
+
+
 def request_fingerprint(body: bytes) -> str:
     """SHA-256 of the body; a JSON body is canonicalised first (key order and spacing do not make it different)."""
     try:
@@ -83,16 +113,19 @@ def request_fingerprint(body: bytes) -> str:
 
 
 def idempotency_claim(*, api_key: ApiKey, key: str, method: str, path: str, request_hash: str):
-    """Claim `key` for this request, or find the earlier one. Returns the record when this request claimed it (it
-    must run and then `idempotency_store` or `idempotency_release`); raises _Replay with the finished record,
-    IdempotencyKeyReused for another request, IdempotencyInProgress when the earlier one is still running."""
+    """Claim `key` for this request, or find the earlier one. Returns the record when this request claimed it (or
+    took over the claim of a request that died: see the module docstring); it must run and then `idempotency_store`
+    or `idempotency_release`. Raises _Replay with the finished record, IdempotencyKeyReused for another request,
+    IdempotencyInProgress (with the seconds left on the lease) when the earlier one is still running."""
     deadline = time.monotonic() + settings.LOYALTY_IDEMPOTENCY_WAIT_SECONDS
     token = secrets.token_hex(16)
     while True:
+        now = timezone.now()
         ApiIdempotencyRecord.objects.bulk_create(
             [
                 ApiIdempotencyRecord(
-                    api_key=api_key, key=key, method=method, path=path, request_hash=request_hash, token=token
+                    api_key=api_key, key=key, method=method, path=path, request_hash=request_hash, token=token,
+                    created_at=now, claimed_at=now,
                 )
             ],
             ignore_conflicts=True,  # INSERT ... ON CONFLICT DO NOTHING: of concurrent inserts exactly one lands
@@ -104,7 +137,7 @@ def idempotency_claim(*, api_key: ApiKey, key: str, method: str, path: str, requ
             continue  # released (or purged) between our insert and our read: try again
         if record.token == token:
             return record
-        if record.created_at < timezone.now() - _ttl():
+        if record.created_at < now - _ttl():
             # Expired: it counts as gone. Delete exactly that record (not a newer claim) and claim afresh.
             ApiIdempotencyRecord.objects.filter(pk=record.pk, token=record.token).delete()
             continue
@@ -112,8 +145,19 @@ def idempotency_claim(*, api_key: ApiKey, key: str, method: str, path: str, requ
             raise IdempotencyKeyReused()
         if record.response_status is not None:
             raise _Replay(record)
+        lease_ends = record.claimed_at + _lease()
+        if lease_ends <= now:
+            # Its request died holding it: take it over, only if it is still the claim we read (compare-and-swap on
+            # the token), so of retries racing for it exactly one runs.
+            taken = ApiIdempotencyRecord.objects.filter(
+                pk=record.pk, token=record.token, response_status__isnull=True
+            ).update(token=token, claimed_at=now)
+            if taken:
+                record.token, record.claimed_at = token, now
+                return record
+            continue  # another retry took it over, or it finished, meanwhile: look again
         if time.monotonic() >= deadline:
-            raise IdempotencyInProgress()
+            raise IdempotencyInProgress(retry_after=max(1, math.ceil((lease_ends - now).total_seconds())))
         time.sleep(POLL_INTERVAL)
 
 
@@ -132,10 +176,21 @@ def idempotency_release(record) -> None:
     ApiIdempotencyRecord.objects.filter(pk=record.pk, token=record.token, response_status__isnull=True).delete()
 
 
-def idempotency_purge_expired() -> int:
-    """Delete the records past their lifetime (they are ignored anyway); returns how many."""
-    deleted, _per_model = ApiIdempotencyRecord.objects.filter(created_at__lt=timezone.now() - _ttl()).delete()
-    return deleted
+def idempotency_purge_expired(*, now=None, batch_size: int = PURGE_BATCH_SIZE, on_batch=None) -> int:
+    """Delete the records past their lifetime (they count as gone already), oldest first: one bounded DELETE per
+    transaction, so the storefront's inserts never wait long. `on_batch(deleted)` is called inside each batch's
+    transaction (the daily job's progress commits with the batch). Returns how many were deleted."""
+    expired = ApiIdempotencyRecord.objects.filter(created_at__lt=(now or timezone.now()) - _ttl())
+    total = 0
+    while True:
+        with transaction.atomic():
+            batch = expired.order_by("created_at", "id").values("id")[:batch_size]
+            deleted, _per_model = ApiIdempotencyRecord.objects.filter(id__in=batch).delete()
+            if deleted and on_batch is not None:
+                on_batch(deleted)
+        total += deleted
+        if deleted < batch_size:
+            return total
 
 
 def idempotency_key_is_valid(key: str, *, max_length: int) -> bool:

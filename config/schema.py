@@ -7,7 +7,8 @@ on it:
 - every operation lists each error status it can answer, with the error body (`code`, `detail`, `errors`) and the
   enum of the `code`s possible there: the ones its view declares with `error_responses(...)` plus the ones every
   operation shares (401 not_authenticated/authentication_failed, 403 permission_denied, 429 throttled with
-  Retry-After; on a POST 400 invalid_idempotency_key, 409 idempotency_in_progress, 422 idempotency_key_reused);
+  Retry-After; on a POST 400 invalid_idempotency_key, 409 idempotency_in_progress with Retry-After, 422
+  idempotency_key_reused);
 - every text field of a request states what DRF's CharField checks: never a NUL character (PostgreSQL cannot store
   it, DRF refuses it) and, unless blank is allowed, something besides whitespace (DRF trims it first)."""
 from django.core.validators import RegexValidator
@@ -108,7 +109,23 @@ class ApiAutoSchema(AutoSchema):
                     description="1 to 255 visible ASCII characters (no spaces; a UUID will do), unique per request, "
                     "kept 24 hours. A repeat answers the "
                     "stored response with `Idempotent-Replayed: true`; the same key with another body is 422 "
-                    "idempotency_key_reused; while the first is still running, 409 idempotency_in_progress.",
+                    "idempotency_key_reused; while the first is still running, 409 idempotency_in_progress with "
+                    "`Retry-After`. A first request that died holding the key (no answer within the lease, 60 s) "
+                    "is taken over by the next one with the key.",
+                ),
+            ]
+        if self.method == "POST":
+            parameters = [
+                *parameters,
+                OpenApiParameter(
+                    "Retry-After",
+                    int,
+                    OpenApiParameter.HEADER,
+                    response=[409],
+                    required=False,
+                    description="With idempotency_in_progress only: seconds until the first request's lease on the "
+                    "Idempotency-Key ends (at least 1). Retry then with the same key: it answers the stored response, "
+                    "or runs the request if the first one died.",
                 ),
             ]
         return [

@@ -244,9 +244,13 @@ REST_FRAMEWORK = {
 API_KEY_CUSTOM_HEADER = None  # keys come in "Authorization: Api-Key <key>"
 # Requests per minute per API key unless the key sets its own (ApiKey.rate_limit_per_minute); 0 = unlimited.
 LOYALTY_API_RATE_LIMIT_PER_MINUTE = env.int("LOYALTY_API_RATE_LIMIT_PER_MINUTE", default=600)
-# How long an Idempotency-Key is remembered, and how long a repeat waits for the first request still running.
+# How long an Idempotency-Key is remembered, and how long a repeat waits for the first request still running (then
+# 409 with Retry-After: a short wait, so a retry never holds a worker thread for long).
 LOYALTY_IDEMPOTENCY_TTL_HOURS = env.int("LOYALTY_IDEMPOTENCY_TTL_HOURS", default=24)
-LOYALTY_IDEMPOTENCY_WAIT_SECONDS = env.float("LOYALTY_IDEMPOTENCY_WAIT_SECONDS", default=10)
+LOYALTY_IDEMPOTENCY_WAIT_SECONDS = env.float("LOYALTY_IDEMPOTENCY_WAIT_SECONDS", default=1)
+# A request holding a key longer than this without an answer is taken to have died (its worker killed): the next
+# request with the key takes the claim over. Keep it above the web server's request timeout (gunicorn's: 30 s).
+LOYALTY_IDEMPOTENCY_LEASE_SECONDS = env.int("LOYALTY_IDEMPOTENCY_LEASE_SECONDS", default=60)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loyalty CRM storefront API",

@@ -458,7 +458,9 @@ class JobRun(models.Model):
 class ApiIdempotencyRecord(models.Model):
     """One `Idempotency-Key` of one API key: the request it was first used with (method, path, SHA-256 of the body)
     and, once that request finished, the response to replay. `response_status` is null while the first request is
-    still running. Records older than LOYALTY_IDEMPOTENCY_TTL_HOURS count as gone. Written by config.idempotency."""
+    still running (for at most its lease, `claimed_at` + LOYALTY_IDEMPOTENCY_LEASE_SECONDS). Records older than
+    LOYALTY_IDEMPOTENCY_TTL_HOURS count as gone, and the daily job members.purge_idempotency_keys deletes them.
+    Written by config.idempotency."""
 
     api_key = models.ForeignKey(ApiKey, verbose_name=_("API key"), on_delete=models.CASCADE, related_name="+")
     key = models.CharField(_("idempotency key"), max_length=255)
@@ -469,6 +471,11 @@ class ApiIdempotencyRecord(models.Model):
     response_status = models.PositiveSmallIntegerField(_("response status"), null=True, blank=True)
     response_body = models.JSONField(_("response body"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
+    # The lease of the request running under the key: a claim older than LOYALTY_IDEMPOTENCY_LEASE_SECONDS without a
+    # response belongs to a request that died (its worker killed), and the next request with the key takes it over.
+    claimed_at = models.DateTimeField(
+        _("claimed at"), default=timezone.now, help_text=_("When the request holding the key started (or took it over).")
+    )
 
     class Meta:
         verbose_name = _("API idempotency record")

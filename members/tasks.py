@@ -5,6 +5,8 @@ from pathlib import Path
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
+from config.idempotency import PURGE_BATCH_SIZE, idempotency_purge_expired
+
 from .importing.orders import orders_import
 from .jobs import Job, JobTask, day_period
 from .models import ImportRun
@@ -47,5 +49,21 @@ def refresh_rfm(self, period: str | None = None, user_id: int | None = None) -> 
             on_batch=lambda last_member_id, batch: job.progress(cursor=last_member_id, counts=asdict(batch)),
         )
         job.progress(counts=dict.fromkeys(asdict(result), 0))  # every count shows, zeros included
+
+    return self.run_job(period=period or day_period(), work=work, user_id=user_id)
+
+
+@shared_task(name="members.purge_idempotency_keys", base=JobTask, bind=True)
+def purge_idempotency_keys(self, period: str | None = None, user_id: int | None = None) -> dict:
+    """Daily: the Idempotency-Key records past LOYALTY_IDEMPOTENCY_TTL_HOURS, deleted in batches (config.idempotency),
+    the count kept on the JobRun. A resumed run purges as of its first claim's moment."""
+
+    def work(job: Job) -> None:
+        idempotency_purge_expired(
+            now=job.as_of,
+            batch_size=PURGE_BATCH_SIZE,
+            on_batch=lambda deleted: job.progress(counts={"deleted": deleted}),
+        )
+        job.progress(counts={"deleted": 0})  # the count shows when nothing was due
 
     return self.run_job(period=period or day_period(), work=work, user_id=user_id)
