@@ -300,6 +300,9 @@ LOYALTY_REFUND_HANDLERS = [
     # The refunded share of campaign extra points on the order.
     "campaigns.services.campaign_clawback_on_refund",
     "tiers.services.growth_on_refund",
+    # The referral rewards of a qualifying first order refunded below the referral rules' minimum: taken back from
+    # both sides (the referrer in its own transaction, after the commit).
+    "campaigns.engagement.services.referral_on_refund",
 ]
 # What happens when a member registers (after the row exists, same transaction).
 LOYALTY_MEMBER_HANDLERS = [
@@ -318,6 +321,12 @@ LOYALTY_BADGE_HANDLERS = []
 LOYALTY_REFERRAL_HANDLERS = [
     # Running referral campaigns' rewards and messages, to each rewarded side.
     "campaigns.services.campaign_referral_on_reward",
+]
+# A campaigns.engagement.referral_guards.ReferralReversed per side whose referral reward was taken back (the referee
+# in the refund's transaction, the referrer in its own just after).
+LOYALTY_REFERRAL_REVERSAL_HANDLERS = [
+    # The referral campaigns' points for that side taken back too, an unused coupon revoked.
+    "campaigns.services.campaign_referral_on_reversal",
 ]
 # The leaderboard (GET /api/v1/leaderboard/) is the same for every visitor: it is served from the cache this long.
 LOYALTY_LEADERBOARD_CACHE_SECONDS = env.int("LOYALTY_LEADERBOARD_CACHE_SECONDS", default=60)
