@@ -142,7 +142,7 @@ def referral_reverse_referrer(*, referral_id: int) -> Referral | None:
         if referrer_id is None:
             return None
         referrer = Member.objects.select_for_update(no_key=True).get(pk=referrer_id)
-        referral = Referral.objects.select_for_update().select_related("order").get(pk=referral_id)
+        referral = Referral.objects.select_for_update().get(pk=referral_id)
         if referral.status != Status.REVERSED or referral.referrer_reversed_at is not None:
             return referral
         _claw_back_side(referral=referral, member=referrer, role="referrer")

@@ -152,6 +152,34 @@ def test_referral_rewards_and_the_referrers_own_orders_at_once_credit_everyone_o
     assert ledger_mismatches() == {}
 
 
+def test_the_referrers_daily_cap_holds_when_referees_order_at_once(member_factory):
+    # Given a referrer capped at three rewarded referrals a day, and eight referees about to place their first orders
+    ReferralRule.objects.update(referrer_daily_cap=3)
+    referrer = member_factory(external_id="farmer", email="farm@example.com", phone="13700000001")
+    referees = [
+        member_register(external_id=f"farm-{n}", email=f"farm{n}@example.org", referral_code=referrer.referral_code)[0]
+        for n in range(8)
+    ]
+
+    # When their orders (and so the referrer's credits, each in its own transaction after the order) run at once
+    def work(i):
+        return order_record(
+            order_id=f"FARM-{i}", customer_id=referees[i].external_id, placed_at=timezone.now() - timedelta(minutes=5),
+            amount=Decimal("100.00"), currency="CNY",
+        )
+
+    _results, errors = run_together(work, 8)
+
+    # Then the referrer was rewarded three times, every referee was welcomed, and the ledger adds up
+    assert errors == []
+    statuses = sorted(Referral.objects.values_list("status", flat=True))
+    assert statuses == [Referral.Status.CAPPED] * 5 + [Referral.Status.REWARDED] * 3
+    referrer.refresh_from_db()
+    assert referrer.points_balance == 3 * ReferralRule.objects.get().referrer_points
+    assert PointsTransaction.objects.filter(idempotency_key__endswith=":referee").count() == 8
+    assert ledger_mismatches() == {}
+
+
 def test_a_referees_first_order_commits_while_another_transaction_holds_the_referrers_row(member_factory):
     """The referee's order never waits for the referrer's lock: the referrer (lower primary key) is credited in a
     transaction of its own after the order commits, so a job holding the referrer (as batch jobs do, locking members
