@@ -373,10 +373,12 @@ LOYALTY_PRIVACY_ANONYMISERS = [
 ]
 
 # --- Operator roles and four eyes (members.console.roles, points.approvals) ----------------------------------------------
-# A manual points adjustment above this many points (absolute value, per member) waits for a second staff member's
-# approval (Points › Adjustment requests) before it reaches the ledger.
+# A manual points adjustment that takes a member's adjustments of the local day above this many points (absolute
+# values, credits and debits both, pending requests included) waits for a second staff member's approval
+# (Points › Adjustment requests) before it reaches the ledger: splitting does not get round it.
 LOYALTY_ADJUSTMENT_APPROVAL_THRESHOLD = env.int("LOYALTY_ADJUSTMENT_APPROVAL_THRESHOLD", default=1000)
-# The largest adjustment (absolute value, per member and action) staff with only "small adjustments" (Support) may make.
+# The most staff with only "small adjustments" (Support) may adjust one member by, per action and per local day
+# (absolute values added up); beyond it the adjustment is refused.
 LOYALTY_SUPPORT_ADJUSTMENT_LIMIT = env.int("LOYALTY_SUPPORT_ADJUSTMENT_LIMIT", default=500)
 
 # --- Messages (campaigns.messaging) -------------------------------------------------------------------------------
