@@ -183,3 +183,30 @@ def test_the_refund_reports_the_referees_clawed_back_bonus(referee, rewarded, dj
     # 100 earned on the order and its 100 welcome bonus.
     assert result.refund.points_clawed_back == 200
 
+
+
+def test_a_reversed_referral_is_not_rewarded_again_by_a_later_order(
+    referrer, referee, rewarded, place_order, django_capture_on_commit_callbacks
+):
+    refund(rewarded, "100.00", capture=django_capture_on_commit_callbacks)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        place_order(referee, "100.00")
+
+    assert Referral.objects.get(referee=referee).status == Referral.Status.REVERSED
+    assert PointsTransaction.objects.filter(idempotency_key__startswith="referral:", amount__gt=0).count() == 2
+
+
+def test_a_capped_referral_refunded_takes_back_the_welcome_only(
+    referrer, referee, place_order, django_capture_on_commit_callbacks
+):
+    ReferralRule.objects.update(referrer_total_cap=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        order = place_order(referee, "100.00").order
+    assert Referral.objects.get(referee=referee).status == Referral.Status.CAPPED
+
+    refund(order, "100.00", capture=django_capture_on_commit_callbacks)
+
+    assert reversal(referee, "referee").amount == -100
+    assert not PointsTransaction.objects.filter(member=referrer).exists()
+    assert Referral.objects.get(referee=referee).referrer_reversed_at is not None
