@@ -210,3 +210,12 @@ def test_a_capped_referral_refunded_takes_back_the_welcome_only(
     assert reversal(referee, "referee").amount == -100
     assert not PointsTransaction.objects.filter(member=referrer).exists()
     assert Referral.objects.get(referee=referee).referrer_reversed_at is not None
+
+
+def test_the_referees_data_export_says_the_referral_was_reversed(referee, rewarded, django_capture_on_commit_callbacks):
+    from members.privacy import member_export
+
+    refund(rewarded, "100.00", capture=django_capture_on_commit_callbacks)
+
+    received = member_export(member=referee)["engagement"]["referrals"]["received"]
+    assert received["status"] == "reversed" and received["reversed_at"]
