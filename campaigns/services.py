@@ -51,7 +51,7 @@ from django.utils.translation import gettext_lazy
 
 from config.i18n import stored_text
 from campaigns.engagement.models import Coupon
-from campaigns.engagement.services import ReferralRewarded, coupon_grant, coupon_terms
+from campaigns.engagement.services import ReferralReversed, ReferralRewarded, coupon_grant, coupon_revoke, coupon_terms
 from campaigns.engagement.errors import InvalidCoupon
 from campaigns.messaging.models import MessageTemplate
 from campaigns.messaging.selectors import last_usable_day, points_expiring_by_member
@@ -803,6 +803,30 @@ def campaign_referral_on_reward(event: ReferralRewarded) -> None:
                 context={"referral_role": event.role, "referral_points": event.points},
             )
             _grant_one(campaign=campaign, member=event.member, plan=plan)
+
+
+def campaign_referral_on_reversal(event: ReferralReversed) -> None:
+    """Referral reversal hook (LOYALTY_REFERRAL_REVERSAL_HANDLERS): a referral whose qualifying order was refunded
+    takes back what referral campaigns gave that side for it, like its own reward: the points clawed back (the
+    grant's lot first; debt under the returns policy "debt") and returned to the campaign's budget, an unused coupon
+    revoked (a used one stays used: its order is the storefront's). The caller holds the member's lock; idempotent."""
+    member, occasion = event.member, f"referral:{event.referral.pk}:{event.role}"
+    grants = CampaignGrant.objects.filter(member=member, occasion=occasion, is_control=False).select_related("coupon")
+    for grant in grants.order_by("pk"):
+        key = grant_key(grant.campaign_id, member.pk, occasion)
+        credit = PointsTransaction.objects.filter(idempotency_key=key, member=member).first()
+        reversal_key = f"{key}:reversal"
+        if credit is not None and not PointsTransaction.objects.filter(idempotency_key=reversal_key).exists():
+            points_claw_back(
+                member=member, points=credit.amount, idempotency_key=reversal_key,
+                reference=f"referral_reversal:{event.referral.pk}", first_lot_ids=(credit.pk,),
+                note=stored_text(gettext_lazy("Referral reversed: campaign points")),
+            )
+            Campaign.objects.filter(pk=grant.campaign_id, spent_points__gte=credit.amount).update(
+                spent_points=F("spent_points") - credit.amount
+            )
+        if grant.coupon is not None and grant.coupon.status == Coupon.Status.AVAILABLE:
+            coupon_revoke(coupon=grant.coupon, reason=stored_text(gettext_lazy("Referral reversed: first order refunded")))
 
 
 def _tier_up_plan(change: TierChange) -> GrantPlan:

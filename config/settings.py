@@ -304,6 +304,9 @@ LOYALTY_REFUND_HANDLERS = [
     # The refunded share of campaign extra points on the order.
     "campaigns.services.campaign_clawback_on_refund",
     "tiers.services.growth_on_refund",
+    # The referral rewards of a qualifying first order refunded below the referral rules' minimum: taken back from
+    # both sides (the referrer in its own transaction, after the commit).
+    "campaigns.engagement.services.referral_on_refund",
 ]
 # What happens when a member registers (after the row exists, same transaction).
 LOYALTY_MEMBER_HANDLERS = [
@@ -322,6 +325,12 @@ LOYALTY_BADGE_HANDLERS = []
 LOYALTY_REFERRAL_HANDLERS = [
     # Running referral campaigns' rewards and messages, to each rewarded side.
     "campaigns.services.campaign_referral_on_reward",
+]
+# A campaigns.engagement.referral_guards.ReferralReversed per side whose referral reward was taken back (the referee
+# in the refund's transaction, the referrer in its own just after).
+LOYALTY_REFERRAL_REVERSAL_HANDLERS = [
+    # The referral campaigns' points for that side taken back too, an unused coupon revoked.
+    "campaigns.services.campaign_referral_on_reversal",
 ]
 # The leaderboard (GET /api/v1/leaderboard/) is the same for every visitor: it is served from the cache this long.
 LOYALTY_LEADERBOARD_CACHE_SECONDS = env.int("LOYALTY_LEADERBOARD_CACHE_SECONDS", default=60)
@@ -368,10 +377,12 @@ LOYALTY_PRIVACY_ANONYMISERS = [
 ]
 
 # --- Operator roles and four eyes (members.console.roles, points.approvals) ----------------------------------------------
-# A manual points adjustment above this many points (absolute value, per member) waits for a second staff member's
-# approval (Points › Adjustment requests) before it reaches the ledger.
+# A manual points adjustment that takes a member's adjustments of the local day above this many points (absolute
+# values, credits and debits both, pending requests included) waits for a second staff member's approval
+# (Points › Adjustment requests) before it reaches the ledger: splitting does not get round it.
 LOYALTY_ADJUSTMENT_APPROVAL_THRESHOLD = env.int("LOYALTY_ADJUSTMENT_APPROVAL_THRESHOLD", default=1000)
-# The largest adjustment (absolute value, per member and action) staff with only "small adjustments" (Support) may make.
+# The most staff with only "small adjustments" (Support) may adjust one member by, per action and per local day
+# (absolute values added up); beyond it the adjustment is refused.
 LOYALTY_SUPPORT_ADJUSTMENT_LIMIT = env.int("LOYALTY_SUPPORT_ADJUSTMENT_LIMIT", default=500)
 
 # --- Messages (campaigns.messaging) -------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import csv
 import uuid
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect
@@ -41,14 +40,14 @@ from members.console.big_tables import BigTableAdminMixin
 from .approvals import (
     adjustment_approve,
     adjustment_cancel,
-    adjustment_needs_approval,
+    adjustment_limit_for,
+    adjustment_make,
     adjustment_reject,
-    adjustment_request,
     adjustment_threshold,
 )
 from .models import PointsAdjustmentRequest, PointsAllocation, PointsPolicy, PointsTransaction, Redemption, Reward
 from .selectors import points_liability
-from .services import points_adjust, redemption_cancel
+from .services import redemption_cancel
 
 KIND_COLOURS = {
     PointsTransaction.Kind.EARN: "success",
@@ -338,43 +337,42 @@ class AdjustPointsForm(forms.Form):
 
 def adjust_points_form(user) -> type[AdjustPointsForm]:
     """The form for this staff member: with points.adjust_points any size (large ones wait for approval); with only
-    points.adjust_points_small (Support) at most LOYALTY_SUPPORT_ADJUSTMENT_LIMIT points."""
-    if user.has_perm("points.adjust_points"):
+    points.adjust_points_small (Support) at most LOYALTY_SUPPORT_ADJUSTMENT_LIMIT points (and per member and day:
+    adjustment_make counts the day)."""
+    limit = adjustment_limit_for(user)
+    if limit is None:
         return AdjustPointsForm
-    return type("SmallAdjustPointsForm", (AdjustPointsForm,), {"limit": settings.LOYALTY_SUPPORT_ADJUSTMENT_LIMIT})
+    return type("SmallAdjustPointsForm", (AdjustPointsForm,), {"limit": limit})
 
 
 @member_admin_action
 @admin.action(description=_("Adjust points"), permissions=["adjust_points"])
 def adjust_points(modeladmin, request, queryset):
     def apply(data):
-        # Above the four-eyes threshold each member's adjustment becomes a request a second staff member approves.
-        needs_approval = adjustment_needs_approval(data["amount"])
-        done, refused = 0, []
+        # Counted with each member's other adjustments of the day: above the four-eyes threshold it becomes a request
+        # a second staff member approves; above Support's daily limit it is refused (points.approvals).
+        outcomes, refused = {"applied": 0, "requested": 0}, []
         for member in queryset.order_by("pk").iterator(chunk_size=500):
             key = f"adjust:{data['token']}:{member.pk}"
             try:
-                if needs_approval:
-                    adjustment_request(member=member, amount=data["amount"], reason=data["reason"],
-                                       requested_by=request.user, idempotency_key=key)
-                else:
-                    points_adjust(member=member, amount=data["amount"], reason=data["reason"],
-                                  created_by=request.user, idempotency_key=key)
-                done += 1
+                outcome, _entry = adjustment_make(member=member, amount=data["amount"], reason=data["reason"],
+                                                  requested_by=request.user, idempotency_key=key)
+                outcomes[outcome] += 1
             except DomainError as error:
                 refused.append(f"{member}: {error.detail}")
-        if done and needs_approval:
+        if outcomes["requested"]:
             modeladmin.message_user(
                 request,
-                _("%(points)+d points is above %(threshold)s: %(count)s adjustment requests wait for a second staff "
-                  "member's approval (Points › Adjustment requests); the ledger is unchanged until then.")
-                % {"points": data["amount"], "threshold": adjustment_threshold(), "count": done},
+                _("%(points)+d points: %(count)s adjustment requests wait for a second staff member's approval "
+                  "(Points › Adjustment requests), as each member's adjustments today come to more than "
+                  "%(threshold)s points; the ledger is unchanged until then.")
+                % {"points": data["amount"], "threshold": adjustment_threshold(), "count": outcomes["requested"]},
                 messages.WARNING,
             )
-        elif done:
+        if outcomes["applied"]:
             modeladmin.message_user(
                 request,
-                _("%(points)+d points for %(count)s members.") % {"points": data["amount"], "count": done},
+                _("%(points)+d points for %(count)s members.") % {"points": data["amount"], "count": outcomes["applied"]},
                 messages.SUCCESS,
             )
         for line in refused[:20]:
@@ -389,7 +387,8 @@ def adjust_points(modeladmin, request, queryset):
         summary=str(_("%(count)s members selected. Each gets the same adjustment, recorded with your name and the "
                       "reason."))
         + " "
-        + str(_("Above %(threshold)s points (either way) it waits for a second staff member's approval.")
+        + str(_("When a member's adjustments of the day come to more than %(threshold)s points (either way, this "
+                "one included) it waits for a second staff member's approval.")
               % {"threshold": adjustment_threshold()}).replace("%", "%%"),
         confirm_label=_("Adjust points"),
         apply=apply,

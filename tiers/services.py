@@ -171,6 +171,26 @@ def growth_record(
         return growth_event
 
 
+def growth_reverse(*, member: Member, idempotency_key: str, reversal_key: str, reference: str = "") -> GrowthEvent | None:
+    """Take back the growth recorded under `idempotency_key` (e.g. a referral whose first order was refunded), dated at
+    the original so both leave the window together, once (`reversal_key`). Like a refund, it never downgrades in the
+    middle of a validity period. The caller's transaction holds the member's lock. Returns the reversal, or None
+    when there is nothing (left) to take back."""
+    granted = GrowthEvent.objects.filter(idempotency_key=idempotency_key, member=member).first()
+    if granted is None or granted.amount <= 0 or GrowthEvent.objects.filter(idempotency_key=reversal_key).exists():
+        return None
+    reversal = _growth_add(
+        member=member,
+        source=GrowthEvent.Source.REFUND,
+        amount=-granted.amount,
+        occurred_at=granted.occurred_at,
+        reference=reference or granted.reference,
+        idempotency_key=reversal_key,
+    )
+    tier_evaluate(member, reference=reference or reversal_key, locked=True)
+    return reversal
+
+
 def growth_on_profile(member: Member) -> None:
     """Profile handler: a profile completed for the first time earns the profile rule's growth, once."""
     if all(getattr(member, name) for name in PROFILE_COMPLETE_FIELDS):

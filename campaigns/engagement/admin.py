@@ -274,6 +274,7 @@ MemberAdmin.has_grant_coupon_permission = _has_grant_coupon_permission
 class ReferralRuleAdmin(SingletonAdmin):
     fieldsets = (
         (None, {"fields": ("active", "referrer_points", "referee_points", "min_order_amount")}),
+        (_("Caps per referrer"), {"fields": ("referrer_daily_cap", "referrer_total_cap")}),
         (_("Record"), {"fields": ("updated_at", "updated_by")}),
     )
     readonly_fields = ("updated_at", "updated_by")
@@ -283,7 +284,7 @@ class ReferralRuleAdmin(SingletonAdmin):
 class ReferralAdmin(BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = (
         "created_at", "referrer_display", "referee_display", "status_display", "refused_reason", "order",
-        "referee_points", "referrer_points", "rewarded_at", "referrer_rewarded_at",
+        "referee_points", "referrer_points", "rewarded_at", "referrer_rewarded_at", "reversed_at",
     )
     list_select_related = ("referrer", "referee", "order")
     list_filter = (
@@ -310,7 +311,10 @@ class ReferralAdmin(BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     @display(
         description=_("status"),
         ordering="status",
-        label={Referral.Status.PENDING: "info", Referral.Status.REWARDED: "success", Referral.Status.REFUSED: "danger"},
+        label={
+            Referral.Status.PENDING: "info", Referral.Status.REWARDED: "success", Referral.Status.CAPPED: "warning",
+            Referral.Status.REFUSED: "danger", Referral.Status.REVERSED: "danger",
+        },
     )
     def status_display(self, obj):
         return obj.status, obj.get_status_display()

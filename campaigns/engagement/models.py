@@ -137,6 +137,16 @@ class ReferralRule(models.Model):
         _("first order at least"), max_digits=12, decimal_places=2, default="0.01",
         help_text=_("The referee's first order of at least this amount rewards both sides."),
     )
+    # Caps against referral farming: beyond them the referral is still recorded and the new member still welcomed,
+    # but the referrer earns nothing for it (status "capped"). Counted under the referrer's row lock.
+    referrer_daily_cap = models.PositiveIntegerField(
+        _("referrer rewards per day"), null=True, blank=True, default=10,
+        help_text=_("At most this many rewarded referrals per referrer and local day. Empty: no daily cap."),
+    )
+    referrer_total_cap = models.PositiveIntegerField(
+        _("referrer rewards in all"), null=True, blank=True,
+        help_text=_("At most this many rewarded referrals per referrer, ever. Empty: no cap."),
+    )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("updated by"), null=True, blank=True, on_delete=models.SET_NULL,
@@ -159,18 +169,24 @@ class Referral(models.Model):
     """A member (referee) who signed up with another member's (referrer's) code, and what came of it.
 
     pending: signed up, no paid order yet. rewarded: the referee's first paid order credited the referee, and the
-    referrer (in its own transaction, right after: `referrer_rewarded_at`). refused: closed without reward
-    (`refused_reason`)."""
+    referrer (in its own transaction, right after: `referrer_rewarded_at`). capped: the referee was credited, the
+    referrer was over a cap of the referral rules (`refused_reason` says which) and got nothing. refused: closed
+    without reward (`refused_reason`). reversed: the first paid order was refunded below the rules' minimum, so both
+    rewards were taken back (`reversed_at`; the referrer's side in its own transaction: `referrer_reversed_at`)."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("pending")
         REWARDED = "rewarded", _("rewarded")
+        CAPPED = "capped", _("new member rewarded, referrer over the cap")
         REFUSED = "refused", _("refused")
+        REVERSED = "reversed", _("reversed: first order refunded")
 
     class Refusal(models.TextChoices):
         SAME_CONTACT = "same_contact", _("same email or phone as the referrer")
         MEMBER_BLOCKED = "member_blocked", _("a blocked member")
         PROGRAMME_OFF = "programme_off", _("referral rewards were off")
+        REFERRER_DAILY_CAP = "referrer_daily_cap", _("the referrer's daily cap was reached")
+        REFERRER_TOTAL_CAP = "referrer_total_cap", _("the referrer's overall cap was reached")
 
     referrer = models.ForeignKey(
         "members.Member", verbose_name=_("referrer"), on_delete=models.PROTECT, related_name="referrals_sent",
@@ -192,6 +208,16 @@ class Referral(models.Model):
         _("referrer rewarded at"), null=True, blank=True,
         help_text=_("Empty on a rewarded referral: the referrer's credit is queued (settle_referrals retries it)."),
     )
+    reversed_at = models.DateTimeField(_("reversed at"), null=True, blank=True)
+    reversal_refund = models.ForeignKey(
+        "members.OrderRefund", verbose_name=_("reversed by refund"), null=True, blank=True, on_delete=models.PROTECT,
+        related_name="+",
+    )
+    referrer_reversed_at = models.DateTimeField(
+        _("referrer reversed at"), null=True, blank=True,
+        help_text=_("Empty on a reversed referral: taking back the referrer's credit is queued (settle_referrals "
+                    "retries it)."),
+    )
     created_at = models.DateTimeField(_("signed up at"), default=timezone.now)
 
     class Meta:
@@ -200,6 +226,12 @@ class Referral(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=~Q(referrer=models.F("referee")), name="referral_not_self"),
+            # Reversed <=> it says when: a reversal is never silent, and never undone.
+            models.CheckConstraint(
+                condition=(Q(status="reversed") & Q(reversed_at__isnull=False))
+                | (~Q(status="reversed") & Q(reversed_at__isnull=True)),
+                name="referral_reversed_with_its_time",
+            ),
         ]
         indexes = [
             models.Index(fields=["referrer", "status"], name="referral_referrer_status_idx"),

@@ -20,7 +20,9 @@ def engagement_privacy_section(member) -> tuple[str, dict]:
     )
     for badge in badges:
         badge["code"], badge["name"] = badge.pop("badge__code"), badge.pop("badge__name")
-    referral_fields = ("status", "refused_reason", "referee_points", "referrer_points", "rewarded_at", "created_at")
+    referral_fields = (
+        "status", "refused_reason", "referee_points", "referrer_points", "rewarded_at", "reversed_at", "created_at"
+    )
     sent = list(Referral.objects.filter(referrer=member).order_by("created_at", "id").values(*referral_fields))
     received = Referral.objects.filter(referee=member).values(*referral_fields).first()
     events = list(

@@ -8,7 +8,9 @@ Where this app joins the pipelines of the lower apps (settings):
 
 - LOYALTY_ORDER_HANDLERS: `coupon_on_order` first (a refused coupon refuses the order before anything is credited),
   `referral_on_order` after the points and tier handlers, `badges_on_order` last;
-- LOYALTY_MEMBER_HANDLERS: `referral_on_register` (refuses a self-referral with 400 referral_refused).
+- LOYALTY_MEMBER_HANDLERS: `referral_on_register` (refuses a self-referral with 400 referral_refused);
+- LOYALTY_REFUND_HANDLERS: `referral_on_refund` (the referral rewards taken back when the qualifying order is refunded
+  below the minimum; with the referrer caps in `referral_guards`).
 
 Hooks for the campaigns layer (messages): LOYALTY_BADGE_HANDLERS receive a BadgeAwarded per new badge and
 LOYALTY_REFERRAL_HANDLERS a ReferralRewarded per rewarded side, inside the transaction that made the change (the
@@ -65,6 +67,12 @@ from .errors import (
     UnknownEventKind,
 )
 from .models import Badge, CheckIn, Coupon, EngagementEvent, EngagementRule, MemberBadge, Referral
+from .referral_guards import (  # noqa: F401  (re-exported: LOYALTY_REFUND_HANDLERS and the tasks name them here)
+    ReferralReversed,
+    referral_on_refund,
+    referral_reverse_referrer,
+    referrer_cap_refusal,
+)
 from .selectors import checkin_rule, local_day, referral_rule
 
 logger = logging.getLogger(__name__)
@@ -380,6 +388,12 @@ def referral_reward_referrer(*, referral_id: int) -> Referral | None:
         if referral.status != Referral.Status.REWARDED or referral.referrer_rewarded_at is not None:
             return referral
         reference = f"referral:{referral.referee_id}"
+        cap = referrer_cap_refusal(referrer=referrer, rule=referral_rule(), now=timezone.now())
+        if cap and not referrer.is_blocked:
+            # Over a cap: recorded, the referee keeps their welcome, the referrer gets nothing (referral_guards).
+            referral.status, referral.refused_reason, referral.referrer_points = Referral.Status.CAPPED, cap, 0
+            referral.save(update_fields=["status", "refused_reason", "referrer_points"])
+            return referral
         if referrer.is_blocked:
             referral.referrer_points = 0
         else:
@@ -410,20 +424,20 @@ def referral_reward_referrer(*, referral_id: int) -> Referral | None:
 
 def referrals_settle(*, older_than: timedelta = timedelta(minutes=5), limit: int = 1000) -> int:
     """Complete the referrer credits still missing on referrals rewarded more than `older_than` ago (a worker that
-    died between the order's commit and the referrer's credit). Returns how many were settled."""
-    due = (
-        Referral.objects.filter(
-            status=Referral.Status.REWARDED,
-            referrer_rewarded_at__isnull=True,
-            rewarded_at__lt=timezone.now() - older_than,
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
+    died between the order's commit and the referrer's credit), and the referrer reversals still missing on
+    referrals reversed as long ago. Returns how many were settled."""
+    since = timezone.now() - older_than
+    credits_due = Referral.objects.filter(
+        status=Referral.Status.REWARDED, referrer_rewarded_at__isnull=True, rewarded_at__lt=since
+    )
+    reversals_due = Referral.objects.filter(
+        status=Referral.Status.REVERSED, referrer_reversed_at__isnull=True, reversed_at__lt=since
     )
     settled = 0
-    for referral_id in list(due):
-        referral_reward_referrer(referral_id=referral_id)
-        settled += 1
+    for due, settle in ((credits_due, referral_reward_referrer), (reversals_due, referral_reverse_referrer)):
+        for referral_id in list(due.order_by("pk").values_list("pk", flat=True)[:limit]):
+            settle(referral_id=referral_id)
+            settled += 1
     return settled
 
 

@@ -79,7 +79,7 @@ ROLES: dict[str, dict[str, list[str]]] = {
         ],
     },
     # Answers members: finds them, their orders and ledger, corrects contact details, and makes small adjustments
-    # (up to LOYALTY_SUPPORT_ADJUSTMENT_LIMIT points each).
+    # (up to LOYALTY_SUPPORT_ADJUSTMENT_LIMIT points per member and local day, added up: points.approvals).
     SUPPORT: {
         "members": [*_view("member", "order", "orderrefund", "tag"), "change_member"],
         "tiers": _view("tier", "tierchange"),

@@ -18,7 +18,7 @@ from campaigns.services import (
     campaigns_tier_up_gifts,
     campaigns_win_back,
 )
-from members.services import member_register
+from members.services import member_register, order_refund
 from points.models import PointsTransaction
 from points.services import points_earn
 from tiers.models import TierChange
@@ -154,6 +154,28 @@ def test_a_referral_campaign_rewards_both_sides_of_a_rewarded_referral_once(
     ]
     assert Coupon.objects.filter(source=f"campaign:{campaign.pk}").count() == 2
     assert Message.objects.filter(template_code="referral_reward").count() == 2
+
+
+def test_a_reversed_referral_takes_back_the_referral_campaigns_points_and_unused_coupons(
+    clock, campaign_factory, place_order, django_capture_on_commit_callbacks
+):
+    campaign = campaign_factory(Kind.REFERRAL, points=50, **coupon_gift())
+    referrer, _ = member_register(external_id="ref-1", email="a@example.com")
+    referee, _ = member_register(external_id="new-1", email="b@example.com", referral_code=referrer.referral_code)
+    with django_capture_on_commit_callbacks(execute=True):
+        order = place_order(referee, "100.00").order
+
+    with django_capture_on_commit_callbacks(execute=True):
+        order_refund(order_id=order.order_id, refund_id="R-1", amount=Decimal("100.00"))
+
+    assert campaign_credits(referrer, campaign) == [50, -50]  # the credit stays in the ledger; a clawback answers it
+    assert campaign_credits(referee, campaign) == [50, -50]
+    referrer.refresh_from_db()
+    referee.refresh_from_db()
+    assert (referrer.points_balance, referee.points_balance) == (0, 0)
+    assert set(Coupon.objects.filter(source=f"campaign:{campaign.pk}").values_list("status", flat=True)) == {"revoked"}
+    campaign.refresh_from_db()
+    assert campaign.spent_points == 0
 
 
 # --- Win-back --------------------------------------------------------------------------------------------------------

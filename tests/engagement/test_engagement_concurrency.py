@@ -19,9 +19,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from campaigns.engagement.models import CheckIn, Coupon, EngagementEvent, EngagementRule, Referral, ReferralRule
-from campaigns.engagement.services import coupon_grant, engagement_event_record
+from campaigns.engagement.services import coupon_grant, engagement_event_record, referral_reward_referrer
 from members.models import ApiScope, Member, Order
-from members.services import member_register, order_record
+from members.services import member_register, order_record, order_refund
 from points.models import PointsTransaction
 from points.selectors import ledger_mismatches
 from tests.conftest import _api_key
@@ -149,6 +149,63 @@ def test_referral_rewards_and_the_referrers_own_orders_at_once_credit_everyone_o
         referee.refresh_from_db()
         assert referee.points_balance == 100 + rule.referee_points
     assert PointsTransaction.objects.filter(idempotency_key__startswith="referral:").count() == 20
+    assert ledger_mismatches() == {}
+
+
+def test_the_referrers_daily_cap_holds_when_referees_order_at_once(member_factory):
+    # Given a referrer capped at three rewarded referrals a day, and eight referees about to place their first orders
+    ReferralRule.objects.update(referrer_daily_cap=3)
+    referrer = member_factory(external_id="farmer", email="farm@example.com", phone="13700000001")
+    referees = [
+        member_register(external_id=f"farm-{n}", email=f"farm{n}@example.org", referral_code=referrer.referral_code)[0]
+        for n in range(8)
+    ]
+
+    # When their orders (and so the referrer's credits, each in its own transaction after the order) run at once
+    def work(i):
+        return order_record(
+            order_id=f"FARM-{i}", customer_id=referees[i].external_id, placed_at=timezone.now() - timedelta(minutes=5),
+            amount=Decimal("100.00"), currency="CNY",
+        )
+
+    _results, errors = run_together(work, 8)
+
+    # Then the referrer was rewarded three times, every referee was welcomed, and the ledger adds up
+    assert errors == []
+    statuses = sorted(Referral.objects.values_list("status", flat=True))
+    assert statuses == [Referral.Status.CAPPED] * 5 + [Referral.Status.REWARDED] * 3
+    referrer.refresh_from_db()
+    assert referrer.points_balance == 3 * ReferralRule.objects.get().referrer_points
+    assert PointsTransaction.objects.filter(idempotency_key__endswith=":referee").count() == 8
+    assert ledger_mismatches() == {}
+
+
+def test_a_refund_racing_the_referrers_credit_leaves_the_referrer_with_nothing(member_factory, monkeypatch):
+    # Given a rewarded referral whose referrer credit is still to run (queued, not yet picked up)
+    referrer = member_factory(external_id="racer-ref", email="rr@example.com", phone="13700000002")
+    referee, _created = member_register(external_id="racer-new", email="rn@example.org",
+                                        referral_code=referrer.referral_code)
+    with monkeypatch.context() as patched:
+        patched.setattr("campaigns.engagement.services._queue_referrer_reward", lambda referral_id: None)
+        order_record(order_id="RACE-REF", customer_id=referee.external_id, amount=Decimal("100.00"), currency="CNY",
+                     placed_at=timezone.now() - timedelta(minutes=5))
+    referral = Referral.objects.get(referee=referee)
+
+    # When the referrer's credit and a full refund of the first order run at once
+    def work(i):
+        if i == 0:
+            return referral_reward_referrer(referral_id=referral.pk)
+        return order_refund(order_id="RACE-REF", refund_id="RACE-REFUND", amount=Decimal("100.00"))
+
+    _results, errors = run_together(work, 2)
+
+    # Then whichever ran first, the referral ends reversed on both sides and the referrer keeps nothing
+    assert errors == []
+    referral.refresh_from_db()
+    assert referral.status == Referral.Status.REVERSED and referral.referrer_reversed_at is not None
+    referrer.refresh_from_db()
+    assert (referrer.points_balance, referrer.points_debt) == (0, 0)
+    assert sum(PointsTransaction.objects.filter(member=referrer).values_list("amount", flat=True)) == 0
     assert ledger_mismatches() == {}
 
 
