@@ -4,14 +4,17 @@ connections to loopback only (a test that would reach another address fails inst
 import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
 
+from members.webhooks import destinations
 from members.webhooks.models import WebhookEvent, WebhookSubscription
 from members.webhooks.services import CACHE_KEY
 
@@ -36,6 +39,7 @@ class Receiver:
     delay: float = 0.0
     body: bytes | None = None  # the answer's body (default: a small JSON document)
     received: list = field(default_factory=list)
+    sni: list = field(default_factory=list)  # over TLS: the server names clients asked for
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -95,16 +99,42 @@ def dns(monkeypatch):
     return table
 
 
+TLS = Path(__file__).parent / "tls"  # a test CA and a certificate it signed for hooks.shop.test (openssl, 100 years)
+
+
+def _serve(tls: ssl.SSLContext | None = None):
+    state = Receiver()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls is not None else "http"
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}/hooks/loyalty"
+    thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
+    thread.start()
+    return state, server
+
+
 @pytest.fixture
 def receiver(settings):
     """The endpoint, on 127.0.0.1: reachable only with loopback destinations allowed (as for local development)."""
     settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK = True
-    state = Receiver()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/loyalty"
-    thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
-    thread.start()
+    state, server = _serve()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def tls_receiver(settings, monkeypatch):
+    """The endpoint over TLS with a certificate for hooks.shop.test only, trusted by the sender; `sni` lists the
+    names clients asked for."""
+    settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS / "hooks.shop.test.pem")
+    state, server = _serve(context)
+    context.sni_callback = lambda sock, name, ctx: state.sni.append(name)
+    monkeypatch.setattr(destinations, "tls_context", lambda: ssl.create_default_context(cafile=str(TLS / "ca.pem")))
     yield state
     server.shutdown()
     server.server_close()

@@ -26,6 +26,13 @@ def saved_subscription(url) -> WebhookSubscription:
     return subscription
 
 
+def rebinding(first, *, then):
+    """DNS answers for the `dns` table: `first` once, `then` ever after (an address no test may connect to, so a
+    second lookup for the connection would fail the test)."""
+    answers = iter([[first]])
+    return lambda: next(answers, [then])
+
+
 def receiver_port(receiver) -> int:
     return int(receiver.url.split(":")[2].split("/")[0])
 
@@ -84,15 +91,10 @@ def test_a_name_that_stops_resolving_is_a_failed_attempt_retried_later(dns, rece
 
 
 def test_the_request_goes_to_the_checked_address_with_the_name_as_host(dns, receiver):
-    answers = iter([["127.0.0.1"]])
-
-    def rebinding():  # the first answer is checked; any later query would get an address the test may not reach
-        return next(answers, ["10.0.0.7"])
-
     dns[HOST] = ["127.0.0.1"]
     port = receiver_port(receiver)
     saved_subscription(f"http://{HOST}:{port}/hooks/loyalty?shop=1")
-    dns[HOST] = rebinding
+    dns[HOST] = rebinding("127.0.0.1", then="10.0.0.7")
     delivery = emitted()
 
     assert webhook_deliver(delivery_id=delivery.pk) == "succeeded"
@@ -125,3 +127,27 @@ def test_a_large_response_is_stored_as_a_bounded_excerpt(subscribe, receiver):
 
     delivery.refresh_from_db()
     assert 0 < len(delivery.last_error) <= 1100
+
+
+def test_over_https_the_checked_address_is_dialled_with_the_name_for_sni_and_the_certificate(dns, tls_receiver):
+    dns[HOST] = ["127.0.0.1"]
+    port = receiver_port(tls_receiver)
+    saved_subscription(f"https://{HOST}:{port}/hooks/loyalty")
+    dns[HOST] = rebinding("127.0.0.1", then="10.0.0.7")
+    delivery = emitted()
+
+    assert webhook_deliver(delivery_id=delivery.pk) == "succeeded"
+
+    [request] = tls_receiver.received
+    assert tls_receiver.sni == [HOST] and request.headers["Host"] == f"{HOST}:{port}"
+
+
+def test_over_https_a_certificate_for_another_name_fails_the_attempt(dns, tls_receiver):
+    dns["other.shop.test"] = ["127.0.0.1"]  # the receiver's certificate names hooks.shop.test only
+    saved_subscription(f"https://other.shop.test:{receiver_port(tls_receiver)}/hooks/loyalty")
+    delivery = emitted()
+
+    assert webhook_deliver(delivery_id=delivery.pk) == "retrying"
+
+    delivery.refresh_from_db()
+    assert "certificate" in delivery.last_error.lower() and tls_receiver.received == []
