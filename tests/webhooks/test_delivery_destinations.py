@@ -90,18 +90,20 @@ def test_a_name_that_stops_resolving_is_a_failed_attempt_retried_later(dns, rece
     assert HOST in delivery.last_error and receiver.received == []
 
 
-def test_the_request_goes_to_the_checked_address_with_the_name_as_host(dns, receiver):
+@pytest.mark.parametrize(("scheme", "endpoint"), [("http", "receiver"), ("https", "tls_receiver")])
+def test_the_request_goes_to_the_checked_address_with_the_name_as_host_and_sni(dns, request, scheme, endpoint):
+    endpoint = request.getfixturevalue(endpoint)
     dns[HOST] = ["127.0.0.1"]
-    port = receiver_port(receiver)
-    saved_subscription(f"http://{HOST}:{port}/hooks/loyalty?shop=1")
+    port = receiver_port(endpoint)
+    saved_subscription(f"{scheme}://{HOST}:{port}/hooks/loyalty?shop=1")
     dns[HOST] = rebinding("127.0.0.1", then="10.0.0.7")
     delivery = emitted()
 
     assert webhook_deliver(delivery_id=delivery.pk) == "succeeded"
 
-    [request] = receiver.received
-    assert request.headers["Host"] == f"{HOST}:{port}"
-    assert request.path == "/hooks/loyalty?shop=1"
+    [received] = endpoint.received
+    assert received.headers["Host"] == f"{HOST}:{port}" and received.path == "/hooks/loyalty?shop=1"
+    assert endpoint.sni == ([HOST] if scheme == "https" else [])
 
 
 def test_a_response_with_nul_bytes_is_recorded(subscribe, receiver):
@@ -127,19 +129,6 @@ def test_a_large_response_is_stored_as_a_bounded_excerpt(subscribe, receiver):
 
     delivery.refresh_from_db()
     assert 0 < len(delivery.last_error) <= 1100
-
-
-def test_over_https_the_checked_address_is_dialled_with_the_name_for_sni_and_the_certificate(dns, tls_receiver):
-    dns[HOST] = ["127.0.0.1"]
-    port = receiver_port(tls_receiver)
-    saved_subscription(f"https://{HOST}:{port}/hooks/loyalty")
-    dns[HOST] = rebinding("127.0.0.1", then="10.0.0.7")
-    delivery = emitted()
-
-    assert webhook_deliver(delivery_id=delivery.pk) == "succeeded"
-
-    [request] = tls_receiver.received
-    assert tls_receiver.sni == [HOST] and request.headers["Host"] == f"{HOST}:{port}"
 
 
 def test_over_https_a_certificate_for_another_name_fails_the_attempt(dns, tls_receiver):
