@@ -132,7 +132,7 @@ def _is_loopback(address: IPAddress) -> bool:
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
-def _allowed_on_purpose() -> tuple[list, set]:
+def allowed_on_purpose() -> tuple[list, set]:
     """LOYALTY_WEBHOOK_ALLOWED_NETWORKS as (networks, host names)."""
     networks, hosts = [], set()
     for entry in settings.LOYALTY_WEBHOOK_ALLOWED_NETWORKS:
@@ -241,7 +241,7 @@ def destination_check(url: str, *, resolve_host: bool = True) -> Destination:
         if plain_http and not settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK:
             raise plain_http_refused from None
         raise
-    networks, hosts = _allowed_on_purpose()
+    networks, hosts = allowed_on_purpose()
     for address in addresses:
         reason = _refusal(host, address, networks=networks, hosts=hosts)
         if reason is not None:
