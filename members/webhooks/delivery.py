@@ -36,6 +36,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from .destinations import DestinationRefused, DestinationUnresolvable, destination_check, open_connection
@@ -96,12 +97,13 @@ def http_post(url: str, body: bytes, headers: dict, *, timeout: float) -> Attemp
     """POST with the standard library (no new dependency) to the checked destination only (webhooks.destinations:
     resolved and checked right before connecting, then connected to the address checked): the status and a bounded
     response excerpt, the error, or the refusal. http.client follows no redirect: a 3xx is a failed attempt."""
-    try:
-        destination = destination_check(url)
-    except DestinationRefused as exc:
-        return Attempt(error=str(_("Refused, nothing sent: %(reason)s") % {"reason": exc.detail}), refused=True)
-    except DestinationUnresolvable as exc:
-        return Attempt(error=str(exc.detail))
+    with translation.override(settings.LANGUAGE_CODE):  # the log is stored in the site's language
+        try:
+            destination = destination_check(url)
+        except DestinationRefused as exc:
+            return Attempt(error=_("Refused, nothing sent: %(reason)s") % {"reason": exc.detail}, refused=True)
+        except DestinationUnresolvable as exc:
+            return Attempt(error=str(exc.detail))
     connection = open_connection(destination, timeout=timeout)
     try:
         connection.request("POST", destination.target, body=body, headers=headers)

@@ -3,6 +3,7 @@ public address when the subscription was saved and to an internal one now (DNS r
 rules, is refused before any connection, recorded in the delivery log with the reason and never retried; the request
 goes to the address that was checked, with the name as Host; what a receiver answers is stored bounded and safe."""
 import pytest
+from django.utils import translation
 
 from members.webhooks.delivery import webhook_deliver
 from members.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
@@ -140,3 +141,15 @@ def test_over_https_a_certificate_for_another_name_fails_the_attempt(dns, tls_re
 
     delivery.refresh_from_db()
     assert "certificate" in delivery.last_error.lower() and tls_receiver.received == []
+
+
+def test_the_refusal_is_stored_in_the_sites_language_whatever_the_request_language(settings):
+    settings.LANGUAGE_CODE = "en"
+    WebhookSubscription.objects.create(name="x", url="http://shop.example/hooks", events=[WebhookEvent.REDEMPTION_CREATED])
+    delivery = emitted()
+
+    with translation.override("zh-hans"):  # staff's "Send a test event" delivers in the request, eagerly
+        webhook_deliver(delivery_id=delivery.pk)
+
+    delivery.refresh_from_db()
+    assert delivery.last_error == "Refused, nothing sent: Webhooks are signed, not encrypted: use an https:// URL."
