@@ -229,14 +229,15 @@ def destination_check(url: str, *, resolve_host: bool = True) -> Destination:
         host = parts.hostname.rstrip(".").encode("idna").decode("ascii")
     except UnicodeError:
         raise DestinationRefused(_("Enter an http(s) URL.")) from None
-    if ":" in host and _literal(host) is None:  # an IPv6 literal with a zone index, or worse
+    if (":" in host and _literal(host) is None) or any(char.isspace() for char in host):  # a zone index, or worse
         raise DestinationRefused(_("Enter an http(s) URL."))
     port = port or (443 if parts.scheme == "https" else 80)
     # Plain http is for a loopback receiver only (and only where allowed): its addresses say whether it is one.
     plain_http_refused = DestinationRefused(_("Webhooks are signed, not encrypted: use an https:// URL."))
     plain_http = parts.scheme == "http"
+    resolved = resolve_host or _literal(host) is not None
     try:
-        addresses = resolve(host, port) if resolve_host or _literal(host) is not None else []
+        addresses = resolve(host, port) if resolved else []
     except DestinationUnresolvable:
         if plain_http and not settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK:
             raise plain_http_refused from None
@@ -246,8 +247,8 @@ def destination_check(url: str, *, resolve_host: bool = True) -> Destination:
         reason = _refusal(host, address, networks=networks, hosts=hosts)
         if reason is not None:
             raise DestinationRefused(reason)
-    if plain_http and not (settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK and addresses and all(map(_is_loopback, addresses))):
-        raise plain_http_refused
+    if plain_http and not (settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK and all(map(_is_loopback, addresses))):
+        raise plain_http_refused  # (an unresolved name passes here: the delivery checks its addresses)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Destination(parts.scheme, host, port, target, tuple(addresses))
 

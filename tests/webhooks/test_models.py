@@ -80,3 +80,10 @@ def test_each_subscription_gets_its_own_generated_secret():
     first, second = subscription(), subscription()
 
     assert len(first.secret) >= 40 and first.secret != second.secret
+
+
+def test_an_inactive_local_development_subscription_is_saved_without_resolving_its_host(settings, dns):
+    settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK = True
+    del dns["localhost"]  # resolving would fail the save
+
+    subscription(url="http://localhost:8001/hooks", active=False).clean()
