@@ -66,6 +66,21 @@ def test_a_subscription_saved_before_the_rules_is_refused_at_delivery_without_a_
     assert "loopback" in delivery.last_error and '"ok"' not in delivery.last_error
 
 
+@pytest.mark.parametrize(
+    "spelling", ["2130706433", "0x7f.1", "0177.0.0.1", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "localhost.", "[::1]"]
+)
+def test_the_receivers_address_in_another_spelling_is_refused_at_delivery(settings, receiver, spelling):
+    settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK = False
+    url = f"http://{spelling}:{receiver_port(receiver)}/hooks/loyalty"
+    WebhookSubscription.objects.create(name="old", url=url, events=[WebhookEvent.REDEMPTION_CREATED])
+    delivery = emitted()
+
+    assert webhook_deliver(delivery_id=delivery.pk) == "failed"
+
+    delivery.refresh_from_db()
+    assert "loopback" in delivery.last_error and receiver.received == []
+
+
 def test_a_refused_delivery_is_not_retried(settings, dns):
     settings.LOYALTY_WEBHOOK_MAX_ATTEMPTS = 5
     dns[HOST] = ["169.254.169.254"]

@@ -124,6 +124,8 @@ def test_one_non_public_answer_among_public_ones_refuses_the_host(dns):
         "https://0177.0.0.1/hooks",  # octal
         "https://127.1/hooks",  # short form
         "https://017700000001/hooks",  # octal, one number
+        "http://2130706433/",
+        "http://0x7f.1/",
     ],
 )
 def test_numeric_spellings_of_a_loopback_address_are_refused(url):
