@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from members.errors import InvalidInput
 
@@ -52,10 +53,11 @@ class DestinationUnresolvable(InvalidInput):
     field = "url"
 
 
-LOOPBACK = _("loopback")
-UNSPECIFIED = _("unspecified")
-MULTICAST = _("multicast")
-RESERVED = _("reserved")
+# Address classes, as the refusal names them (a context: "private" or "reserved" mean other things elsewhere).
+LOOPBACK = pgettext_lazy("address class", "loopback")
+UNSPECIFIED = pgettext_lazy("address class", "unspecified")
+MULTICAST = pgettext_lazy("address class", "multicast")
+RESERVED = pgettext_lazy("address class", "reserved")
 
 # The address classes refused, first match wins (IANA special-purpose registries, RFC 6890 and successors).
 REFUSED_NETWORKS = [
@@ -63,9 +65,9 @@ REFUSED_NETWORKS = [
     for kind, networks in [
         (LOOPBACK, ["127.0.0.0/8", "::1/128"]),
         (UNSPECIFIED, ["0.0.0.0/8", "::/128"]),
-        (_("private"), ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fec0::/10"]),
-        (_("shared (CGNAT)"), ["100.64.0.0/10"]),
-        (_("link-local"), ["169.254.0.0/16", "fe80::/10"]),
+        (pgettext_lazy("address class", "private"), ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fec0::/10"]),
+        (pgettext_lazy("address class", "shared (CGNAT)"), ["100.64.0.0/10"]),
+        (pgettext_lazy("address class", "link-local"), ["169.254.0.0/16", "fe80::/10"]),
         (MULTICAST, ["224.0.0.0/4", "ff00::/8"]),
         (
             RESERVED,
@@ -204,7 +206,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise DestinationUnresolvable(_("%(host)s has no address.") % {"host": host, "error": ""})
+        raise DestinationUnresolvable(_("%(host)s has no address.") % {"host": host})
     return addresses
 
 
