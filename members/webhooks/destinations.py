@@ -129,6 +129,10 @@ def address_class(address: IPAddress) -> str | None:
     return None if address.is_global else RESERVED
 
 
+def _is_localhost_name(host: str) -> bool:
+    return host == "localhost" or host.endswith(".localhost")  # RFC 6761: always loopback
+
+
 def _is_loopback(address: IPAddress) -> bool:
     mapped = getattr(address, "ipv4_mapped", None)
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
@@ -237,7 +241,8 @@ def destination_check(url: str, *, resolve_host: bool = True) -> Destination:
     # Plain http is for a loopback receiver only (and only where allowed): its addresses say whether it is one.
     plain_http_refused = DestinationRefused(_("Webhooks are signed, not encrypted: use an https:// URL."))
     plain_http = parts.scheme == "http"
-    resolved = resolve_host or _literal(host) is not None
+    # Plain http must be seen to reach loopback, so its name is looked up even unasked (but "localhost" is loopback).
+    resolved = resolve_host or _literal(host) is not None or (plain_http and not _is_localhost_name(host))
     try:
         addresses = resolve(host, port) if resolved else []
     except DestinationUnresolvable:
@@ -250,7 +255,7 @@ def destination_check(url: str, *, resolve_host: bool = True) -> Destination:
         if reason is not None:
             raise DestinationRefused(reason)
     if plain_http and not (settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK and all(map(_is_loopback, addresses))):
-        raise plain_http_refused  # (an unresolved name passes here: the delivery checks its addresses)
+        raise plain_http_refused
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Destination(parts.scheme, host, port, target, tuple(addresses))
 

@@ -87,3 +87,9 @@ def test_an_inactive_local_development_subscription_is_saved_without_resolving_i
     del dns["localhost"]  # resolving would fail the save
 
     subscription(url="http://localhost:8001/hooks", active=False).clean()
+
+
+def test_an_inactive_subscription_over_plain_http_is_refused_unless_it_is_local(settings):
+    settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK = True
+
+    assert "https://" in url_error(subscription(url="http://shop.example/hooks", active=False))
