@@ -235,8 +235,8 @@ def destination_check(url: str, *, resolve_host: bool = True) -> Destination:
         host = parts.hostname.rstrip(".").encode("idna").decode("ascii")
     except UnicodeError:
         raise DestinationRefused(_("Enter an http(s) URL.")) from None
-    if (":" in host and _literal(host) is None) or any(char.isspace() for char in host):  # a zone index, or worse
-        raise DestinationRefused(_("Enter an http(s) URL."))
+    if "%" in host or any(char.isspace() for char in host) or (":" in host and _literal(host) is None):
+        raise DestinationRefused(_("Enter an http(s) URL."))  # an IPv6 zone index names an interface, not a host
     port = port or (443 if parts.scheme == "https" else 80)
     # Plain http is for a loopback receiver only (and only where allowed): its addresses say whether it is one.
     plain_http_refused = DestinationRefused(_("Webhooks are signed, not encrypted: use an https:// URL."))

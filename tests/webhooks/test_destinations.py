@@ -144,6 +144,11 @@ def test_only_http_and_https_urls_are_accepted(url):
     refusal(url)
 
 
+@pytest.mark.parametrize("url", ["https://[fe80::1%25eth0]/hooks", "https://[::1%251]/hooks", "https://shop example/"])
+def test_a_host_with_a_zone_index_or_a_space_is_not_a_url(url):
+    assert "http(s)" in refusal(url)
+
+
 @pytest.mark.parametrize(
     "url", ["https://user:secret@shop.example/hooks", "https://user@shop.example/hooks", "https://:pw@shop.example/"]
 )
