@@ -65,7 +65,10 @@ REFUSED_NETWORKS = [
     for kind, networks in [
         (LOOPBACK, ["127.0.0.0/8", "::1/128"]),
         (UNSPECIFIED, ["0.0.0.0/8", "::/128"]),
-        (pgettext_lazy("address class", "private"), ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fec0::/10"]),
+        (
+            pgettext_lazy("address class", "private"),
+            ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fec0::/10"],
+        ),
         (pgettext_lazy("address class", "shared (CGNAT)"), ["100.64.0.0/10"]),
         (pgettext_lazy("address class", "link-local"), ["169.254.0.0/16", "fe80::/10"]),
         (MULTICAST, ["224.0.0.0/4", "ff00::/8"]),

@@ -8,12 +8,14 @@ domain event (a TierChange, a Redemption, a month's expiry notice) never creates
 """
 import secrets
 import uuid
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .destinations import DestinationRefused, DestinationUnresolvable, destination_check
+
 
 class WebhookEvent(models.TextChoices):
     """The events a subscription may ask for."""
@@ -28,7 +30,6 @@ class WebhookEvent(models.TextChoices):
 TEST_EVENT = "webhook.test"
 DELIVERY_EVENT_CHOICES = [*WebhookEvent.choices, (TEST_EVENT, _("test event"))]
 
-
 DESTINATION_HELP = _("HTTPS to a public address (plain HTTP only to this machine, where local development allows it).")
 
 
@@ -38,9 +39,7 @@ def new_secret() -> str:
 
 class WebhookSubscription(models.Model):
     name = models.CharField(_("name"), max_length=100)
-    url = models.URLField(
-        _("target URL"), max_length=500, help_text=DESTINATION_HELP
-    )
+    url = models.URLField(_("target URL"), max_length=500, help_text=DESTINATION_HELP)
     # A JSON list of event names: portable (SQLite and PostgreSQL), validated against WebhookEvent in clean().
     events = models.JSONField(_("events"), default=list, blank=True)
     secret = models.CharField(

@@ -160,7 +160,9 @@ def test_over_https_a_certificate_for_another_name_fails_the_attempt(dns, tls_re
 
 def test_the_refusal_is_stored_in_the_sites_language_whatever_the_request_language(settings):
     settings.LANGUAGE_CODE = "en"
-    WebhookSubscription.objects.create(name="x", url="http://shop.example/hooks", events=[WebhookEvent.REDEMPTION_CREATED])
+    WebhookSubscription.objects.create(
+        name="x", url="http://shop.example/hooks", events=[WebhookEvent.REDEMPTION_CREATED]
+    )
     delivery = emitted()
 
     with translation.override("zh-hans"):  # staff's "Send a test event" delivers in the request, eagerly
