@@ -422,6 +422,11 @@ LOYALTY_WEBHOOK_DELIVERING_TIMEOUT = 5 * 60
 # Succeeded and failed deliveries are deleted after this many days (webhooks.purge, daily; at least the points.expiring
 # window plus a month, members.webhooks.delivery.retention_days).
 LOYALTY_WEBHOOK_RETENTION_DAYS = env.int("LOYALTY_WEBHOOK_RETENTION_DAYS", default=90)
+# Webhook destinations are https to public addresses only (members.webhooks.destinations). Loopback (http too) is
+# allowed for a receiver on a developer's machine: on with DEBUG, never in production.
+LOYALTY_WEBHOOK_ALLOW_LOOPBACK = env.bool("LOYALTY_WEBHOOK_ALLOW_LOOPBACK", default=DEBUG)
+# Internal networks and host names a brand sends webhooks to on purpose, e.g. "10.1.0.0/16,hooks.internal".
+LOYALTY_WEBHOOK_ALLOWED_NETWORKS = env.list("LOYALTY_WEBHOOK_ALLOWED_NETWORKS", default=[])
 
 # --- Admin import/export (django-import-export) ------------------------------------------------------------------
 # The formats staff use: spreadsheets, and the CSV/TSV exports shops produce.

@@ -16,7 +16,7 @@ from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminU
 from members.admin import ReadOnlyModelAdmin, confirmed_action
 from members.console.big_tables import BigTableAdminMixin
 
-from .models import WebhookDelivery, WebhookEvent, WebhookSubscription
+from .models import DESTINATION_HELP, WebhookDelivery, WebhookEvent, WebhookSubscription
 from .services import webhook_deliveries_redeliver, webhook_subscription_rotate_secret, webhook_test_send
 
 STATUS_COLOURS = {
@@ -30,7 +30,7 @@ STATUS_COLOURS = {
 class WebhookSubscriptionForm(forms.ModelForm):
     url = forms.URLField(
         label=_("Target URL"), max_length=500, assume_scheme="https", widget=UnfoldAdminURLInputWidget,
-        help_text=_("HTTPS, except for localhost (and anything while DEBUG is on)."),
+        help_text=DESTINATION_HELP,
     )
     events = forms.MultipleChoiceField(
         label=_("Events"), choices=WebhookEvent.choices, widget=UnfoldAdminCheckboxSelectMultipleWidget,

@@ -7,3 +7,6 @@ class WebhooksConfig(AppConfig):
     name = "members.webhooks"
     label = "webhooks"
     verbose_name = _("Webhooks")
+
+    def ready(self):
+        from . import checks  # noqa: F401 - registers the destination settings' checks

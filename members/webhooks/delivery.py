@@ -11,7 +11,10 @@ recording leaves the row "delivering"; after LOYALTY_WEBHOOK_DELIVERING_TIMEOUT 
 **Request.** POST of `{"id": <event id>, "event": <name>, "created_at": <ISO 8601>, "data": <payload>}` (compact
 JSON, UTF-8) with Content-Type, X-Loyalty-Event, X-Loyalty-Delivery (the event id) and X-Loyalty-Signature
 (webhooks.signing), a timeout of LOYALTY_WEBHOOK_TIMEOUT seconds, no redirects followed (a 3xx is a failure:
-a signed body must not be replayed to wherever a redirect points).
+a signed body must not be replayed to wherever a redirect points). The destination is resolved and checked right
+before connecting, and the connection goes to the address checked (webhooks.destinations): a refused destination
+fails the delivery at once, with the reason in the log and nothing sent. Only the first RESPONSE_EXCERPT_BYTES of
+an answer are read and kept.
 
 **Outcome.** A 2xx marks the delivery succeeded. Anything else (another status, a timeout, a refused connection) is
 retried after LOYALTY_WEBHOOK_RETRY_BACKOFF x 2^(attempts - 1) seconds plus up to 10 % jitter, at most
@@ -23,8 +26,6 @@ import logging
 import random
 import socket
 import time as monotonic_clock
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.client import HTTPException
@@ -35,7 +36,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils import translation
+from django.utils.translation import gettext as _
 
+from .destinations import DestinationRefused, DestinationUnresolvable, destination_check, open_connection
 from .models import TEST_EVENT, WebhookDelivery
 from .signing import sign
 
@@ -72,19 +76,12 @@ def delivery_headers(delivery: WebhookDelivery, body: bytes, *, secret: str, tim
     }
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # the 3xx comes back as an HTTPError: a failed attempt
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
 @dataclass
 class Attempt:
     status_code: int | None = None
     response: str = ""  # an excerpt of the response body
     error: str = ""  # a network error
+    refused: bool = False  # the destination is not allowed (webhooks.destinations): nothing was sent, no retry
 
     @property
     def succeeded(self) -> bool:
@@ -92,25 +89,33 @@ class Attempt:
 
     def summary(self) -> str:
         text = self.error or self.response
-        return text[:ERROR_MAX_CHARS]
+        # Printable text only: PostgreSQL refuses NUL in a text column, and the log shows it to staff.
+        return "".join(char for char in text[:ERROR_MAX_CHARS] if char.isprintable() or char in "\n\t")
 
 
 def http_post(url: str, body: bytes, headers: dict, *, timeout: float) -> Attempt:
-    """POST with the standard library (no new dependency): the status and a response excerpt, or the error."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with _opener.open(request, timeout=timeout) as response:
-            excerpt = response.read(RESPONSE_EXCERPT_BYTES)
-            return Attempt(status_code=response.status, response=excerpt.decode("utf-8", "replace"))
-    except urllib.error.HTTPError as exc:
+    """POST with the standard library (no new dependency) to the checked destination only (webhooks.destinations:
+    resolved and checked right before connecting, then connected to the address checked): the status and a bounded
+    response excerpt, the error, or the refusal. http.client follows no redirect: a 3xx is a failed attempt."""
+    with translation.override(settings.LANGUAGE_CODE):  # the log is stored in the site's language
         try:
-            excerpt = exc.read(RESPONSE_EXCERPT_BYTES).decode("utf-8", "replace")
-        except Exception:  # noqa: BLE001 - the body of an error response is only informative
-            excerpt = ""
-        return Attempt(status_code=exc.code, response=f"HTTP {exc.code}: {excerpt}")
-    except (urllib.error.URLError, HTTPException, socket.timeout, TimeoutError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        return Attempt(error=f"{type(exc).__name__}: {reason}")
+            destination = destination_check(url)
+        except DestinationRefused as exc:
+            return Attempt(error=_("Refused, nothing sent: %(reason)s") % {"reason": exc.detail}, refused=True)
+        except DestinationUnresolvable as exc:
+            return Attempt(error=str(exc.detail))
+    connection = open_connection(destination, timeout=timeout)
+    try:
+        connection.request("POST", destination.target, body=body, headers=headers)
+        response = connection.getresponse()
+        excerpt = response.read(RESPONSE_EXCERPT_BYTES).decode("utf-8", "replace")
+        if 200 <= response.status < 300:
+            return Attempt(status_code=response.status, response=excerpt)
+        return Attempt(status_code=response.status, response=f"HTTP {response.status}: {excerpt}")
+    except (HTTPException, socket.timeout, TimeoutError, OSError, ValueError) as exc:
+        return Attempt(error=f"{type(exc).__name__}: {exc}")
+    finally:
+        connection.close()
 
 
 # --- Claiming and recording -----------------------------------------------------------------------------------------
@@ -202,6 +207,13 @@ def _send(deliveries: list[WebhookDelivery], token: str, result: DeliveryResult)
         attempt = http_post(subscription.url, body, delivery_headers(delivery, body, secret=subscription.secret),
                             timeout=timeout)
         now = timezone.now()
+        if attempt.refused:
+            # A policy refusal, not a network fault: retrying would not change it. Staff fix the URL (or the
+            # allow settings) and redeliver.
+            _record(delivery, token, status=Status.FAILED, last_status_code=None, last_error=attempt.summary())
+            result.failed += 1
+            logger.warning("Webhook delivery %s refused: %s", delivery.pk, attempt.summary())
+            continue
         if attempt.succeeded:
             _record(delivery, token, status=Status.SUCCEEDED, delivered_at=now,
                     last_status_code=attempt.status_code, last_error=attempt.summary())

@@ -8,15 +8,13 @@ domain event (a TierChange, a Redemption, a month's expiry notice) never creates
 """
 import secrets
 import uuid
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+from .destinations import DestinationRefused, DestinationUnresolvable, destination_check
 
 
 class WebhookEvent(models.TextChoices):
@@ -32,6 +30,8 @@ class WebhookEvent(models.TextChoices):
 TEST_EVENT = "webhook.test"
 DELIVERY_EVENT_CHOICES = [*WebhookEvent.choices, (TEST_EVENT, _("test event"))]
 
+DESTINATION_HELP = _("HTTPS to a public address (plain HTTP only to this machine, where local development allows it).")
+
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
@@ -39,9 +39,7 @@ def new_secret() -> str:
 
 class WebhookSubscription(models.Model):
     name = models.CharField(_("name"), max_length=100)
-    url = models.URLField(
-        _("target URL"), max_length=500, help_text=_("HTTPS, except for localhost (and anything while DEBUG is on).")
-    )
+    url = models.URLField(_("target URL"), max_length=500, help_text=DESTINATION_HELP)
     # A JSON list of event names: portable (SQLite and PostgreSQL), validated against WebhookEvent in clean().
     events = models.JSONField(_("events"), default=list, blank=True)
     secret = models.CharField(
@@ -64,11 +62,12 @@ class WebhookSubscription(models.Model):
     def clean(self):
         super().clean()
         errors = {}
-        parts = urlsplit(self.url or "")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            errors["url"] = _("Enter an http(s) URL.")
-        elif parts.scheme != "https" and not settings.DEBUG and parts.hostname not in LOCAL_HOSTS:
-            errors["url"] = _("Webhooks are signed, not encrypted: use an https:// URL.")
+        try:
+            # The host is resolved for an active subscription (a delivery checks it again before connecting); one
+            # saved inactive is checked without a lookup, so staff can switch off an endpoint whose name is gone.
+            destination_check(self.url, resolve_host=self.active)
+        except (DestinationRefused, DestinationUnresolvable) as exc:
+            errors["url"] = exc.detail
         events = self.events if isinstance(self.events, list) else None
         if events is None or any(event not in WebhookEvent.values for event in events):
             errors["events"] = _("Choose from: %(events)s.") % {"events": ", ".join(WebhookEvent.values)}

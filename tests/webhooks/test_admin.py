@@ -60,8 +60,9 @@ def test_adding_a_subscription_with_events_as_checkboxes_generates_its_secret(ad
     assert len(subscription.secret) >= 40
 
 
-def test_a_plain_http_url_is_refused_except_for_localhost(admin_client, settings):
+def test_a_plain_http_url_is_refused_except_for_localhost_in_local_development(admin_client, settings):
     settings.DEBUG = False
+    settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK = True
     url = reverse("admin:webhooks_webhooksubscription_add")
 
     refused = admin_client.post(url, {"name": "x", "url": "http://shop.example/hooks", "events": ["member.updated"]})
@@ -70,6 +71,21 @@ def test_a_plain_http_url_is_refused_except_for_localhost(admin_client, settings
     assert refused.status_code == 200 and "https://" in refused.content.decode()
     assert local.status_code == 302
     assert list(WebhookSubscription.objects.values_list("name", flat=True)) == ["y"]
+
+
+def test_a_url_resolving_to_an_internal_address_is_refused_with_the_reason(admin_client, settings, dns):
+    settings.LOYALTY_WEBHOOK_ALLOW_LOOPBACK = False
+    dns["hooks.shop.test"] = ["169.254.169.254"]
+    url = reverse("admin:webhooks_webhooksubscription_add")
+
+    internal = admin_client.post(url, {"name": "x", "url": "https://hooks.shop.test/latest",
+                                       "events": ["member.updated"], "active": "on"})
+    local = admin_client.post(url, {"name": "y", "url": "https://127.0.0.1:8001/hooks", "events": ["member.updated"]})
+
+    assert internal.status_code == local.status_code == 200
+    assert "hooks.shop.test resolves to 169.254.169.254 (link-local)" in internal.content.decode()
+    assert "127.0.0.1 resolves to 127.0.0.1 (loopback)" in local.content.decode()
+    assert not WebhookSubscription.objects.exists()
 
 
 def test_a_subscription_needs_known_events(admin_client):
