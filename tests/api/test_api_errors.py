@@ -318,3 +318,53 @@ def test_error_details_are_in_the_requests_language():
     response = client.get("/api/v1/no-such-thing/")
 
     assert response.json()["detail"] != "Not found."
+
+
+# --- The schema states these answers --------------------------------------------------------------------------------
+
+
+def _operations(client):
+    from .test_openapi import _api_operations
+
+    return [(label, method, path, operation) for label, method, path, operation, _s in _api_operations(client)]
+
+
+def _codes(response):
+    return response["content"]["application/json"]["schema"]["allOf"][1]["properties"]["code"]["enum"]
+
+
+def test_every_post_documents_413_request_too_large_with_the_cap(client, settings):
+    settings.LOYALTY_API_MAX_BODY_BYTES = 5000
+
+    for label, method, _path, operation in _operations(client):
+        if method == "post":
+            assert _codes(operation["responses"]["413"]) == ["request_too_large"], label
+            assert "5000 bytes" in operation["responses"]["413"]["description"], label
+
+
+def test_every_post_documents_400_nesting_too_deep_with_the_limit(client, settings):
+    settings.LOYALTY_API_MAX_JSON_DEPTH = 7
+
+    for label, method, _path, operation in _operations(client):
+        if method == "post":
+            assert "nesting_too_deep" in _codes(operation["responses"]["400"]), label
+            assert "7 levels" in operation["responses"]["400"]["description"], label
+
+
+def test_every_operation_documents_500_server_error_with_its_error_id(client):
+    for label, _method, _path, operation in _operations(client):
+        response = operation["responses"]["500"]
+        assert _codes(response) == ["server_error"], label
+        assert response["content"]["application/json"]["schema"]["allOf"][1]["required"] == ["error_id"], label
+
+
+def test_every_operation_with_a_path_parameter_documents_404_not_found(client):
+    for label, _method, path, operation in _operations(client):
+        if "{" in path:
+            assert "not_found" in _codes(operation["responses"]["404"]), label
+
+
+def test_the_api_index_is_in_the_schema(client):
+    labels = {label for label, *_rest in _operations(client)}
+
+    assert "GET /api/v1/" in labels
