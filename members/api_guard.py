@@ -59,7 +59,7 @@ KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 
 
 def is_api_path(path: str) -> bool:
-    return path.startswith(API_PREFIX)
+    return path.startswith(API_PREFIX) or path == API_PREFIX.rstrip("/")
 
 
 def api_error_response(status: int, code: str, detail, *, errors: dict | None = None, **extra) -> JsonResponse:

@@ -47,6 +47,10 @@ def test_an_unknown_path_under_api_is_a_json_404_also_with_debug_on(client, sett
     _assert_error(client.get("/api/nowhere/"), 404, "not_found")
 
 
+def test_the_bare_api_path_is_a_json_404(client):
+    _assert_error(client.get("/api"), 404, "not_found")
+
+
 def test_a_path_outside_api_keeps_djangos_html_404(client):
     response = client.get("/no-such-page/")
 
