@@ -174,13 +174,13 @@ def _new_error_id() -> str:
     return uuid.uuid4().hex
 
 
-def log_server_error(request, exc_info=True) -> str:
+def log_server_error(request) -> str:
     """Log the exception being handled with its traceback under a new error id, kept on the request; returns the id."""
     error_id = _new_error_id()
     request.api_error_id = error_id
     logger.error(
         "API server error %s: %s %s", error_id, request.method, request.path,
-        exc_info=exc_info, extra={"status_code": 500, "request": request, "error_id": error_id},
+        exc_info=True, extra={"status_code": 500, "request": request, "error_id": error_id},
     )
     return error_id
 
