@@ -107,7 +107,7 @@ def request_fingerprint(body: bytes) -> str:
     """SHA-256 of the body; a JSON body is canonicalised first (key order and spacing do not make it different)."""
     try:
         canonical = json.dumps(json.loads(body or b"null"), sort_keys=True, separators=(",", ":")).encode()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting (members.api_guard refuses it first)
         canonical = body
     return hashlib.sha256(canonical).hexdigest()
 

@@ -7,10 +7,12 @@ on it:
 - every operation lists each error status it can answer, with the error body (`code`, `detail`, `errors`) and the
   enum of the `code`s possible there: the ones its view declares with `error_responses(...)` plus the ones every
   operation shares (401 not_authenticated/authentication_failed, 403 permission_denied, 429 throttled with
-  Retry-After; on a POST 400 invalid_idempotency_key, 409 idempotency_in_progress with Retry-After, 422
-  idempotency_key_reused);
+  Retry-After, 500 server_error with its error_id, 404 not_found with a path parameter; on a POST 400
+  invalid_idempotency_key and nesting_too_deep, 409 idempotency_in_progress with Retry-After, 413 request_too_large
+  with the cap, 422 idempotency_key_reused: members.api_guard enforces the cap and the depth before any view);
 - every text field of a request states what DRF's CharField checks: never a NUL character (PostgreSQL cannot store
   it, DRF refuses it) and, unless blank is allowed, something besides whitespace (DRF trims it first)."""
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.openapi import AutoSchema
@@ -19,6 +21,7 @@ from rest_framework import serializers
 
 from config.api import DecimalStringField
 from config.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
+from members.api_guard import body_cap
 
 API_PREFIX = "/api/v1/"
 
@@ -40,9 +43,16 @@ ERROR_DESCRIPTIONS = {
     403: _("The API key lacks the scope this operation needs"),
     404: _("Not found"),
     409: _("Conflict with the current state"),
+    413: _("The body is larger than %(limit)s bytes"),
     415: _("The body is not JSON"),
     422: _("The Idempotency-Key was already used with another request"),
     429: _("Too many requests for this API key: retry after `Retry-After` seconds"),
+    500: _("Unexpected server error: the error_id is logged with the details"),
+}
+# What a code adds to its status's description, with the limit it names.
+CODE_DESCRIPTIONS = {
+    "nesting_too_deep": _("nesting_too_deep: arrays and objects nested more than %(limit)s levels deep"),
+    "not_found": _("not_found: no such path (a path parameter holding a slash, a missing trailing slash)"),
 }
 
 # Codes every operation (or every POST) can answer, whatever its view.
@@ -50,13 +60,17 @@ COMMON_CODES = {
     401: ["not_authenticated", "authentication_failed"],
     403: ["permission_denied"],
     429: ["throttled"],
+    500: ["server_error"],
 }
 POST_CODES = {
-    400: ["invalid", "malformed_request", "invalid_idempotency_key"],
+    400: ["invalid", "malformed_request", "invalid_idempotency_key", "nesting_too_deep"],
     409: ["idempotency_in_progress"],
+    413: ["request_too_large"],
     415: ["unsupported_media_type"],
     422: ["idempotency_key_reused"],
 }
+# Where a path parameter is, another path is a value away ("a/b"): members.api_guard answers 404 not_found.
+PATH_PARAMETER_CODES = {404: ["not_found"]}
 
 
 class ErrorResponse(OpenApiResponse):
@@ -169,19 +183,19 @@ class ApiAutoSchema(AutoSchema):
                 statuses.setdefault(status, set()).update(response.codes)
             else:
                 merged[status] = response
+        if "{" in self.path:
+            for status, codes in PATH_PARAMETER_CODES.items():
+                statuses.setdefault(status, set()).update(codes)
         if 400 in statuses:
             statuses[400].add("invalid")
         error_ref = self.resolve_serializer(ErrorSerializer, "response").ref
         for status in sorted(statuses):
             codes = sorted(statuses[status])
-            schema = {
-                "allOf": [
-                    error_ref,
-                    {"type": "object", "properties": {"code": {"type": "string", "enum": codes}}},
-                ]
-            }
-            description = f"{ERROR_DESCRIPTIONS[status]}. Codes: {', '.join(codes)}."
-            merged[status] = OpenApiResponse(schema, description=description)
+            body = {"type": "object", "properties": {"code": {"type": "string", "enum": codes}}}
+            if status == 500:
+                body["properties"]["error_id"] = {"type": "string", "description": "Quote it when reporting the error."}
+                body["required"] = ["error_id"]
+            merged[status] = OpenApiResponse({"allOf": [error_ref, body]}, description=_error_description(status, codes))
         return merged
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
@@ -202,3 +216,11 @@ class ApiAutoSchema(AutoSchema):
             if not field.allow_blank:
                 schema.setdefault("minLength", 1)
         return schema
+
+
+def _error_description(status: int, codes: list[str]) -> str:
+    """The status's description with the cap enforced now, what some of its codes mean, and the list of codes."""
+    parts = [str(ERROR_DESCRIPTIONS[status]) % {"limit": body_cap()}]
+    depth = {"limit": settings.LOYALTY_API_MAX_JSON_DEPTH}
+    parts += [str(CODE_DESCRIPTIONS[code]) % depth for code in codes if code in CODE_DESCRIPTIONS]
+    return f"{'; '.join(parts)}. Codes: {', '.join(codes)}."

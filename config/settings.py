@@ -65,6 +65,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every error under /api/ is JSON (whichever middleware answers it); bodies over the cap or nested too deep
+    # are refused before anything parses them (members.api_guard).
+    "members.api_guard.ApiGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -251,6 +254,12 @@ LOYALTY_IDEMPOTENCY_WAIT_SECONDS = env.float("LOYALTY_IDEMPOTENCY_WAIT_SECONDS",
 # A request holding a key longer than this without an answer is taken to have died (its worker killed): the next
 # request with the key takes the claim over. Keep it above the web server's request timeout (gunicorn's: 30 s).
 LOYALTY_IDEMPOTENCY_LEASE_SECONDS = env.int("LOYALTY_IDEMPOTENCY_LEASE_SECONDS", default=60)
+# The largest request body the API reads (bytes; Django's DATA_UPLOAD_MAX_MEMORY_SIZE, if lower, wins): beyond it 413
+# request_too_large, before anything parses it (members.api_guard). 1 MiB holds an order with thousands of lines.
+LOYALTY_API_MAX_BODY_BYTES = env.int("LOYALTY_API_MAX_BODY_BYTES", default=1024 * 1024)
+# How deep arrays and objects may nest in a JSON body: deeper is 400 nesting_too_deep, found without parsing. Keep it
+# well below Python's recursion limit (1000), which the JSON parser and the serializers run into.
+LOYALTY_API_MAX_JSON_DEPTH = env.int("LOYALTY_API_MAX_JSON_DEPTH", default=32)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loyalty CRM storefront API",

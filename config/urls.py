@@ -7,6 +7,7 @@ from campaigns.engagement import api as engagement_api
 from members import api as members_api
 from campaigns.dashboard import dashboard_csv_view
 from members import privacy_api
+from members.api_index import ApiIndexView
 from points import api as points_api
 from tiers import api as tiers_api
 
@@ -41,7 +42,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # POST language=<code> (the admin's language menu): remembered in a cookie; the API follows Accept-Language.
     path("i18n/", include("django.conf.urls.i18n")),
-    path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    # GET /api/v1/ lists the patterns above; every error under /api/ is JSON (members.api_guard).
+    path(
+        "api/v1/",
+        include(([path("", ApiIndexView.as_view(patterns=api_v1), name="index"), *api_v1], "api"), namespace="v1"),
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -2,6 +2,11 @@
 through the WSGI app with every check, positive and negative data, NUL bytes allowed and at least 100 examples per
 operation. It must find no 5xx, no undocumented status code, header or body, and no response off its schema.
 
+Every generated POST with a JSON body is also sent twice more, as members.api_guard must refuse it: padded over the
+body cap (413 request_too_large) and nested one level deeper than the depth limit (400 nesting_too_deep); those
+answers are checked against the schema too (not for acceptance or rejection of the data: the data is neither).
+Explicit cases send both, and a body far deeper than Python's parser could take, to every POST operation.
+
 It runs on the suite's database (SQLite locally; PostgreSQL when DATABASE_URL is set, which also rejects NUL bytes in
 text). A little data is seeded per operation (a member with points, an order, a reward, an event rule) and the
 generated member ids, order ids and reward codes are swapped for the seeded ones part of the time, so the 2xx paths
@@ -14,11 +19,19 @@ import pytest
 import schemathesis
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
+from django.conf import settings as django_settings
 from django.db import close_old_connections
 from django.test import override_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from members.models import ApiKey, ApiScope
 from points.models import Reward
@@ -158,6 +171,79 @@ def _connections_kept_open():
 )
 def test_every_operation_honours_its_schema(case, contract_key):
     case.call_and_validate()
+    if case.method == "POST" and isinstance(case.body, (dict, list)):
+        _assert_refused_as_documented(_edge_case(case, _over_the_cap(case.body)), 413, "request_too_large")
+        _assert_refused_as_documented(_edge_case(case, _nested_too_deep(case.body)), 400, "nesting_too_deep")
+
+
+# --- Bodies over the cap and nested too deep ----------------------------------------------------------------------
+
+# What the answer to such a body must honour: the schema (no 5xx, a documented status, content type, headers, body).
+EDGE_CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+
+def _over_the_cap(body):
+    padding = "x" * django_settings.LOYALTY_API_MAX_BODY_BYTES
+    return {**body, "padding": padding} if isinstance(body, dict) else [*body, padding]
+
+
+def _nested_too_deep(body, depth=None):
+    for _level in range(depth or django_settings.LOYALTY_API_MAX_JSON_DEPTH):
+        body = [body]  # the body itself is at least one level deep
+    return body
+
+
+def _edge_case(case, body):
+    return case.operation.Case(
+        path_parameters=case.path_parameters, headers=case.headers, query=case.query, body=body,
+        media_type="application/json",
+    )
+
+
+def _assert_refused_as_documented(case, status, code):
+    response = case.call_and_validate(checks=EDGE_CHECKS)
+    assert (response.status_code, response.json()["code"]) == (status, code)
+
+
+def _post_operations():
+    operations = (result.ok() for result in schema.get_all_operations())
+    posts = [operation for operation in operations if operation.method.upper() == "POST"]
+    assert len(posts) >= 7, posts  # members, orders, refunds, redemptions, check-ins, events, anonymise
+    return posts
+
+
+def _seeded_case(operation, body):
+    seeded = {"external_id": MEMBER_ID, "order_id": ORDER_ID}
+    path_parameters = {p.name: seeded[p.name] for p in operation.path_parameters}
+    return operation.Case(
+        path_parameters=path_parameters, headers={"Authorization": f"Api-Key {API_KEY}"}, body=body,
+        media_type="application/json",
+    )
+
+
+def test_every_post_answers_a_body_over_the_cap_with_a_documented_413(contract_key):
+    for operation in _post_operations():
+        _assert_refused_as_documented(_seeded_case(operation, _over_the_cap({})), 413, "request_too_large")
+
+
+def test_every_post_answers_json_nested_too_deep_with_a_documented_400(contract_key):
+    for operation in _post_operations():
+        _assert_refused_as_documented(_seeded_case(operation, _nested_too_deep({})), 400, "nesting_too_deep")
+
+
+def test_every_post_answers_json_deeper_than_pythons_parser_goes_with_a_documented_400(contract_key):
+    for operation in _post_operations():
+        case = _seeded_case(operation, None)
+        response = case.call(data=b"[" * 50_000 + b"]" * 50_000, headers={"Content-Type": "application/json"})
+        assert response.request.headers["Authorization"] == f"Api-Key {API_KEY}"
+        case.validate_response(response, checks=EDGE_CHECKS)
+        assert (response.status_code, response.json()["code"]) == (400, "nesting_too_deep")
 
 
 # --- What the contract test found, pinned as plain regression tests ------------------------------------------------
