@@ -65,6 +65,17 @@ ID_MAX_LENGTH = 64
 AMOUNT_LIMIT = Decimal("10000000000")  # Order.amount holds 12 digits, 2 of them cents
 # Longer profile texts are cut to the column's size rather than failing the order.
 TEXT_MAX_LENGTHS = {"email": 254, "phone": 32, "name": 150, "category": 64, "channel": 32}
+# A row error quotes at most this much of a cell: a megabyte cell must not become a megabyte reason (report, console).
+SHOWN_CHARACTERS = 200
+# What str.strip() removes, for SQL's btrim() to trim and call blank the same cells (full-width space included).
+WHITESPACE = "".join(chr(code) for code in range(0x3001) if chr(code).isspace())
+
+
+def shown(text: str) -> str:
+    """A cell as a row error quotes it: repr(), cut to SHOWN_CHARACTERS with its length said."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARACTERS] + '…'!r} ({len(text)} characters)"
 
 
 class ImportFileError(ValueError):
@@ -153,18 +164,18 @@ def parse_amount(text: str) -> Decimal:
     stripped = _CURRENCY_NOISE.sub("", text or "")
     # A comma only separates thousands: "12,50" (a decimal comma) is refused rather than read as 1250.
     if ("," in stripped or "，" in stripped) and not _THOUSANDS_RE.match(stripped):
-        raise ValueError(f"bad amount {text!r}")
+        raise ValueError(f"bad amount {shown(text)}")
     cleaned = stripped.replace(",", "").replace("，", "")
     try:
         amount = Decimal(cleaned)
     except InvalidOperation:
-        raise ValueError(f"bad amount {text!r}") from None
+        raise ValueError(f"bad amount {shown(text)}") from None
     if not amount.is_finite():
-        raise ValueError(f"bad amount {text!r}")
+        raise ValueError(f"bad amount {shown(text)}")
     if amount < 0:
-        raise ValueError(f"negative amount {text!r}")
+        raise ValueError(f"negative amount {shown(text)}")
     if amount >= AMOUNT_LIMIT:
-        raise ValueError(f"amount too large {text!r}")
+        raise ValueError(f"amount too large {shown(text)}")
     return amount.quantize(Decimal("0.01"))
 
 
@@ -192,7 +203,7 @@ def parse_placed_at(text: str, date_format: str | None = None) -> datetime:
         else:
             moment = _match_date(text.replace("/", "-"))
     except ValueError:
-        raise ValueError(f"bad date {text!r}") from None
+        raise ValueError(f"bad date {shown(text)}") from None
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
@@ -223,7 +234,7 @@ def parse_status(text: str) -> str:
     if not key:
         return "paid"
     if key not in _STATUS_INDEX:
-        raise ValueError(f"unknown status {text!r}")
+        raise ValueError(f"unknown status {shown(text)}")
     return _STATUS_INDEX[key]
 
 
@@ -321,24 +332,95 @@ def _record_boundary(data: bytes) -> int:
 def parse_block(
     block: bytes, first_line: int, layout: FileLayout, date_format: str | None = None, parse_row=None
 ) -> Iterator[ImportRow]:
-    """The rows of one block, parsed in Python (SQLite, and PostgreSQL's path for blocks its COPY refuses).
-    `parse_row(line, cells, columns, date_format) -> ImportRow` reads one row (default: an order row)."""
+    """The rows of one block, parsed in Python (SQLite, and PostgreSQL's path for blocks its COPY cannot load
+    exactly). `parse_row(line, cells, columns, date_format) -> ImportRow` reads one row (default: an order row).
+    Every record of the block that is not blank comes out, as a row or as a row error with its line number
+    (see `read_records`)."""
     parse_row = parse_row or _parse_row
-    text = block.decode(layout.encoding, errors="replace")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter)
-    previous = 0  # physical lines read before the current row
+    for line, cells, error in read_records(block, first_line, layout):
+        if error is not None:
+            yield ImportRow(line=line, errors=[error])
+        elif any(cell.strip() for cell in cells):
+            yield parse_row(line, cells, layout.columns, date_format)
+
+
+def read_records(block: bytes, first_line: int, layout: FileLayout) -> Iterator[tuple[int, list[str], str | None]]:
+    """The block's records as (line, cells, None), or (line, [], reason) for a line that cannot be read. The rules,
+    so that whatever a line holds it is read literally or reported, and no line takes its neighbours with it:
+
+    - Lines end at LF or CR LF. A lone CR inside a line (outside quotes) makes that line unreadable: it is
+      reported, not split into two rows.
+    - Each line is decoded on its own under the file's encoding: invalid bytes fail that line (with the byte), never
+      import as replacement characters.
+    - A quoted cell may hold line breaks (the record then spans lines and counts once, at its first line). But when
+      the lines so joined do not make exactly one row of the header's width, or one of them is a whole row by itself,
+      the quote was stray: each line is read on its own.
+    - Fully blank records (no cell with anything but whitespace) are not data and are skipped by the caller: "data
+      lines" are the non-blank records.
+    """
+    lines = block.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the block ends with a newline
+    group: list[tuple[int, str]] = []  # lines of a record whose quotes are not balanced yet
+    quotes = 0
+    for offset, raw in enumerate(lines):
+        number = first_line + offset
+        try:
+            text = raw.decode(layout.encoding)
+        except UnicodeDecodeError as error:
+            yield from _group_records(group, layout)
+            group, quotes = [], 0
+            yield number, [], (f"not valid {layout.encoding}: byte 0x{raw[error.start]:02x} at byte {error.start + 1}"
+                               f" of the line")
+            continue
+        line_quotes = text.count('"')
+        if not group and not line_quotes and "\r" not in text[:-1]:
+            # The common line, no quote and no stray CR: what the csv module would read, at a fraction of the cost.
+            yield number, (text[:-1] if text.endswith("\r") else text).split(layout.delimiter), None
+            continue
+        group.append((number, text + "\n"))
+        quotes += line_quotes
+        if quotes % 2 == 0:
+            yield from _group_records(group, layout)
+            group, quotes = [], 0
+    yield from _group_records(group, layout)  # an unbalanced quote at the end of the file
+
+
+def _group_records(group: list[tuple[int, str]], layout: FileLayout) -> Iterator[tuple[int, list[str], str | None]]:
+    if len(group) > 1:
+        records = list(_csv_records(group, layout))
+        width = len(layout.headers)
+        if (
+            len(records) == 1 and records[0][2] is None and len(records[0][1]) == width
+            and not any(text.count('"') % 2 == 0 and _width(text, layout) == width for _number, text in group)
+        ):
+            yield records[0]
+            return
+    for line in group:  # a single line, or lines a stray quote joined: each on its own
+        yield from _csv_records([line], layout)
+
+
+def _csv_records(group: list[tuple[int, str]], layout: FileLayout) -> Iterator[tuple[int, list[str], str | None]]:
+    reader = csv.reader((text for _number, text in group), delimiter=layout.delimiter)
+    previous = 0  # lines of the group read before the current record
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            yield ImportRow(line=first_line + previous, errors=[f"unreadable row: {error}"])
+            yield group[min(previous, len(group) - 1)][0], [], f"unreadable row: {error}"
             previous = reader.line_num
             continue
-        start, previous = first_line + previous, reader.line_num
-        if any(cell.strip() for cell in cells):
-            yield parse_row(start, cells, layout.columns, date_format)
+        yield group[previous][0], cells, None
+        previous = reader.line_num
+
+
+def _width(text: str, layout: FileLayout) -> int:
+    try:
+        return len(next(csv.reader([text], delimiter=layout.delimiter), []))
+    except csv.Error:
+        return -1
 
 
 def read_orders(
@@ -381,10 +463,11 @@ def _parse_row(line: int, cells: list[str], columns: dict[str, int], date_format
     if quantity.isdigit() and int(quantity) >= 1:
         row.values["quantity"] = int(quantity)
     else:
-        row.errors.append(f"bad quantity {quantity!r}")
+        row.errors.append(f"bad quantity {shown(quantity)}")
     currency = (raw.get("currency") or settings.LOYALTY_CURRENCY).upper()
     if currency != settings.LOYALTY_CURRENCY:
-        row.errors.append(f"currency {currency} is not {settings.LOYALTY_CURRENCY}")
+        cut = currency[:SHOWN_CHARACTERS] + ("…" if len(currency) > SHOWN_CHARACTERS else "")
+        row.errors.append(f"currency {cut} is not {settings.LOYALTY_CURRENCY}")
     placed_at = row.values.get("placed_at")
     if placed_at is not None and placed_at > timezone.now() + ORDER_CLOCK_SKEW:
         row.errors.append("placed_at is in the future")
