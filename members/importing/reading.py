@@ -98,20 +98,31 @@ def _normalise_header(header: str) -> str:
 
 
 def detect_encoding(sample: bytes) -> str:
-    """utf-8-sig for a BOM, utf-8 when the sample decodes as UTF-8, else GB18030 (a superset of GBK and GB2312)."""
+    """utf-8-sig for a BOM, utf-8 when the sample decodes as UTF-8, else GB18030 (a superset of GBK and GB2312).
+
+    A few invalid bytes do not decide for the whole file (a UTF-8 file with one stray byte read as GB18030 would
+    import as mojibake without a word): text whose valid non-ASCII characters outnumber its invalid bytes is UTF-8
+    (GBK text read as UTF-8 is mostly invalid bytes); otherwise the encoding with fewer invalid sequences wins, UTF-8
+    on a tie. The lines holding invalid bytes then fail one by one (`read_records`). Only a sample that is garbage
+    under both is refused."""
     if sample.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
-    try:
-        sample.decode("utf-8")
+    whole = sample[:-3] if len(sample) >= SAMPLE_BYTES else sample  # the sample may cut a character in two
+    utf8 = whole.decode("utf-8", errors="surrogateescape")
+    utf8_invalid_bytes = len(_INVALID_BYTE.findall(utf8))
+    if utf8_invalid_bytes < len(_NON_ASCII.findall(utf8)) - utf8_invalid_bytes:  # none, or mostly valid UTF-8
         return "utf-8"
-    except UnicodeDecodeError as error:
-        if error.start >= len(sample) - 3:  # the sample cut a multi-byte character in two
-            return "utf-8"
-    try:
-        sample.decode("gb18030")
-        return "gb18030"
-    except UnicodeDecodeError:
-        raise ImportFileError(_("The file is neither UTF-8 nor GBK/GB18030; give --encoding.")) from None
+    utf8_invalid = len(_INVALID_SEQUENCE.findall(utf8))
+    gb18030_invalid = len(_INVALID_SEQUENCE.findall(whole.decode("gb18030", errors="surrogateescape")))
+    if min(utf8_invalid, gb18030_invalid) > max(len(whole) // 100, 8):
+        raise ImportFileError(_("The file is neither UTF-8 nor GBK/GB18030; give --encoding."))
+    return "utf-8" if utf8_invalid <= gb18030_invalid else "gb18030"
+
+
+# errors="surrogateescape" decodes a byte that is not text as one of these surrogates, which no valid text holds.
+_INVALID_BYTE = re.compile("[\udc80-\udcff]")
+_INVALID_SEQUENCE = re.compile("[\udc80-\udcff]+")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
 
 
 def map_headers(
@@ -353,8 +364,9 @@ def read_records(block: bytes, first_line: int, layout: FileLayout) -> Iterator[
     - Each line is decoded on its own under the file's encoding: invalid bytes fail that line (with the byte), never
       import as replacement characters.
     - A quoted cell may hold line breaks (the record then spans lines and counts once, at its first line). But when
-      the lines so joined do not make exactly one row of the header's width, or one of them is a whole row by itself,
-      the quote was stray: each line is read on its own.
+      the lines so joined do not make exactly one row of the header's width, or a line after the first is a whole
+      row by itself, the quote was stray: each line is read on its own (an unbalanced quote cannot swallow the rows
+      after it).
     - Fully blank records (no cell with anything but whitespace) are not data and are skipped by the caller: "data
       lines" are the non-blank records.
     """
@@ -392,7 +404,7 @@ def _group_records(group: list[tuple[int, str]], layout: FileLayout) -> Iterator
         width = len(layout.headers)
         if (
             len(records) == 1 and records[0][2] is None and len(records[0][1]) == width
-            and not any(text.count('"') % 2 == 0 and _width(text, layout) == width for _number, text in group)
+            and not any(_width(text, layout) == width for _number, text in group[1:])
         ):
             yield records[0]
             return

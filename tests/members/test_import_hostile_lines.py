@@ -185,3 +185,40 @@ def test_stray_quotes_inside_cells_are_stored_literally_on_either_database(tmp_p
     assert Member.objects.get(external_id="c-1").name == 'Ann"s "shop"'
     assert Member.objects.get(external_id="c-2").name == 'a""b'
     assert Member.objects.get(external_id="c-3").name == 'Cy "the" Lee'
+
+
+@pytest.mark.django_db
+def test_a_utf8_file_with_one_invalid_byte_early_on_stays_utf8_and_fails_only_that_line(tmp_path):
+    path = write(tmp_path, HEADER.encode() + "U1,c-1,王芳,,2024-03-05 10:00:00,10.00,paid\n".encode()
+                 + b"U2,c-2,\xe7\x8e,,2024-03-05 10:00:00,10.00,paid\n"
+                 + "U3,c-3,李雷,,2024-03-05 10:00:00,10.00,paid\n".encode())
+
+    report = orders_import(path=path, workers=1)
+
+    assert (report.rows_read, report.created, report.failed) == (3, 2, 1)
+    assert report.errors[0][0] == 3
+    assert Member.objects.get(external_id="c-1").name == "王芳"
+    assert Member.objects.get(external_id="c-3").name == "李雷"
+
+
+@pytest.mark.django_db
+def test_an_ascii_file_with_a_stray_byte_imports_its_other_lines_instead_of_being_refused_whole(tmp_path):
+    path = write(tmp_path, HEADER.encode() + b"A1,c-1,Ann,,2024-03-05 10:00:00,10.00,paid\n"
+                 + b"A2,c-2,Bob\xff,,2024-03-05 10:00:00,10.00,paid\n")
+
+    report = orders_import(path=path, workers=1)
+
+    assert (report.rows_read, report.created, report.failed) == (2, 1, 1)
+    assert report.errors[0][0] == 3
+
+
+@pytest.mark.django_db
+def test_a_gbk_file_with_one_invalid_byte_stays_gbk_and_fails_only_that_line(tmp_path):
+    path = write(tmp_path, HEADER.encode() + "K1,c-1,王芳,,2024-03-05 10:00:00,10.00,paid\n".encode("gbk")
+                 + b"K2,c-2,\xff,,2024-03-05 10:00:00,10.00,paid\n"
+                 + "K3,c-3,李雷,,2024-03-05 10:00:00,10.00,paid\n".encode("gbk"))
+
+    report = orders_import(path=path, workers=1)
+
+    assert (report.rows_read, report.created, report.failed) == (3, 2, 1)
+    assert Member.objects.get(external_id="c-3").name == "李雷"
