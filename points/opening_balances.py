@@ -65,6 +65,7 @@ from members.importing.reading import (
     TEXT_MAX_LENGTHS,
     ImportFileError,
     ImportRow,
+    headers_shown,
     inspect_file,
     parse_block,
     parse_placed_at,
@@ -279,7 +280,7 @@ def balances_import(
     if "points" not in layout.columns and "tier" not in layout.columns:
         raise ImportFileError(
             _("No column for points or tier (headers: %(headers)s); name one with --map SRC=FIELD.")
-            % {"headers": ", ".join(layout.headers)}
+            % {"headers": headers_shown(layout.headers)}
         )
     now = timezone.now()
     context = _Context(sha256=file_sha256(path), mode=mode, now=now, file_name=(file_name or path.name)[:255],

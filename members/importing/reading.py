@@ -69,6 +69,13 @@ TEXT_MAX_LENGTHS = {"email": 254, "phone": 32, "name": 150, "category": 64, "cha
 SHOWN_CHARACTERS = 200
 # What str.strip() removes, for SQL's btrim() to trim and call blank the same cells (full-width space included).
 WHITESPACE = "".join(chr(code) for code in range(0x3001) if chr(code).isspace())
+_SEPARATORS = '\n\r",;\t|'  # bytes the reader cuts lines and cells on, before decoding
+
+
+def headers_shown(headers: list[str]) -> str:
+    """The header row as a file error names it: at most SHOWN_CHARACTERS."""
+    text = ", ".join(headers)
+    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "…"
 
 
 def shown(text: str) -> str:
@@ -101,18 +108,18 @@ def detect_encoding(sample: bytes) -> str:
     """utf-8-sig for a BOM, utf-8 when the sample decodes as UTF-8, else GB18030 (a superset of GBK and GB2312).
 
     A few invalid bytes do not decide for the whole file (a UTF-8 file with one stray byte read as GB18030 would
-    import as mojibake without a word): text whose valid non-ASCII characters outnumber its invalid bytes is UTF-8
-    (GBK text read as UTF-8 is mostly invalid bytes); otherwise the encoding with fewer invalid sequences wins, UTF-8
-    on a tie. The lines holding invalid bytes then fail one by one (`read_records`). Only a sample that is garbage
-    under both is refused."""
+    import as mojibake without a word): text with at least as many valid non-ASCII characters as invalid sequences
+    is UTF-8 (GBK text read as UTF-8 is runs of invalid bytes, the odd pair that happens to be valid UTF-8 always
+    between two of them); otherwise the encoding with fewer invalid sequences wins, UTF-8 on a tie. The lines
+    holding invalid bytes then fail one by one (`read_records`). Only a sample that is garbage under both is
+    refused."""
     if sample.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
     whole = sample[:-3] if len(sample) >= SAMPLE_BYTES else sample  # the sample may cut a character in two
     utf8 = whole.decode("utf-8", errors="surrogateescape")
-    utf8_invalid_bytes = len(_INVALID_BYTE.findall(utf8))
-    if utf8_invalid_bytes < len(_NON_ASCII.findall(utf8)) - utf8_invalid_bytes:  # none, or mostly valid UTF-8
-        return "utf-8"
     utf8_invalid = len(_INVALID_SEQUENCE.findall(utf8))
+    if not utf8_invalid or utf8_invalid <= len(_NON_ASCII.findall(utf8)) - len(_INVALID_BYTE.findall(utf8)):
+        return "utf-8"
     gb18030_invalid = len(_INVALID_SEQUENCE.findall(whole.decode("gb18030", errors="surrogateescape")))
     if min(utf8_invalid, gb18030_invalid) > max(len(whole) // 100, 8):
         raise ImportFileError(_("The file is neither UTF-8 nor GBK/GB18030; give --encoding."))
@@ -166,7 +173,7 @@ def map_headers(
     if missing:
         raise ImportFileError(
             _("No column for %(missing)s (headers: %(headers)s); name it with --map SRC=FIELD.")
-            % {"missing": ", ".join(missing), "headers": ", ".join(headers)}
+            % {"missing": ", ".join(missing), "headers": headers_shown(headers)}
         )
     return mapping
 
@@ -278,6 +285,9 @@ def inspect_file(
         raw_sample = raw.read(SAMPLE_BYTES)
     # The data starts after the header's newline in the file as it is (NULs included); the header is read without them.
     raw_header_end = raw_sample.find(b"\n")
+    if raw_header_end < 0 and size > len(raw_sample):
+        raise ImportFileError(_("The first line (the header) is longer than %(size)s KB: this is not a CSV/TSV export.")
+                              % {"size": SAMPLE_BYTES >> 10})
     data_offset = len(raw_sample) if raw_header_end < 0 else raw_header_end + 1
     sample = raw_sample.replace(b"\x00", b"")
     if not sample.strip():
@@ -287,6 +297,10 @@ def inspect_file(
         codecs.lookup(encoding)
     except LookupError:
         raise ImportFileError(_("Unknown encoding %(encoding)r.") % {"encoding": encoding}) from None
+    if _SEPARATORS.encode("ascii").decode(encoding, errors="replace") != _SEPARATORS:
+        # Lines and cells are cut on these bytes before decoding (UTF-16 and UTF-32 write them with NULs).
+        raise ImportFileError(_("The encoding %(encoding)s is not supported: save the file as UTF-8 (or GBK).")
+                              % {"encoding": encoding})
     header_end = sample.find(b"\n")
     header_bytes = sample if header_end < 0 else sample[: header_end + 1]
     try:

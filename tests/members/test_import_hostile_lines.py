@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from members.importing.orders import orders_import
+from members.importing.reading import ImportFileError
 from members.models import ImportRowError, Member, Order
 
 HEADER = "order_id,customer_id,name,phone,placed_at,amount,status\n"
@@ -222,3 +223,34 @@ def test_a_gbk_file_with_one_invalid_byte_stays_gbk_and_fails_only_that_line(tmp
 
     assert (report.rows_read, report.created, report.failed) == (3, 2, 1)
     assert Member.objects.get(external_id="c-3").name == "李雷"
+
+
+@pytest.mark.django_db
+def test_a_header_line_longer_than_the_sample_is_refused_with_a_short_message(tmp_path):
+    path = write(tmp_path, "x" * (1 << 20) + ",amount\nA1,10.00\n")
+
+    with pytest.raises(ImportFileError) as refused:
+        orders_import(path=path, workers=1)
+
+    assert len(str(refused.value)) < 600
+
+
+@pytest.mark.django_db
+def test_long_unknown_headers_are_named_in_the_file_error_at_most_a_few_hundred_characters(tmp_path):
+    path = write(tmp_path, ",".join(f"column {n} " + "y" * 500 for n in range(100)) + "\nA1,10.00\n")
+
+    with pytest.raises(ImportFileError) as refused:
+        orders_import(path=path, workers=1)
+
+    assert "No column for" in str(refused.value) and len(str(refused.value)) < 600
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_an_encoding_whose_line_ends_are_not_single_bytes_is_refused_whole(tmp_path, encoding):
+    path = write(tmp_path, (HEADER + "W1,c-1,Ann,,2024-03-05 10:00:00,10.00,paid\n").encode(encoding))
+
+    with pytest.raises(ImportFileError, match=encoding):
+        orders_import(path=path, encoding=encoding, workers=1)
+
+    assert not Order.objects.exists()
