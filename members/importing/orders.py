@@ -5,7 +5,7 @@ Per-row ORM work cannot import millions of orders at speed, so nothing here touc
 1. **Rows**, in blocks of a few MB cut at record boundaries, each block one transaction:
    - the block goes into a staging table: on PostgreSQL raw, by COPY (which also decodes GBK/GB18030), then parsed
      and validated by one INSERT ... SELECT (the same date pattern and rules as `reading.py`); on SQLite, and for a
-     block COPY refuses (ragged rows, invalid bytes), loads with another row count than its line count (its `\.`
+     block COPY refuses (ragged rows, invalid bytes), loads with another row count than its line count (its `\\.`
      end-of-data marker, a quoted line break) or would read otherwise (a quote inside a cell), or a custom
      --date-format, parsed in Python by `reading.parse_block`, so every line ends stored or failed by its number;
    - set-based SQL then classifies the rows (bad, duplicate, conflict, new), creates the missing members, inserts

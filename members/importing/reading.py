@@ -332,6 +332,10 @@ def read_blocks(path: str | Path, layout: FileLayout, block_bytes: int = 8 << 20
                     yield line, raw.tell(), data.replace(b"\x00", b"")
                 return
             cut = _record_boundary(data)
+            if cut < 0 and len(data) > 2 * block_bytes:
+                # No record boundary in two blocks' worth: a stray quote, not a quoted cell (read_records reads such
+                # lines one by one anyway). Cut at a line, so memory stays flat.
+                cut = data.rfind(b"\n")
             if cut < 0:
                 carry = data
                 continue

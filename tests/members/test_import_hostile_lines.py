@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from members.importing.orders import orders_import
-from members.importing.reading import ImportFileError
+from members.importing.reading import ImportFileError, inspect_file, read_blocks
 from members.models import ImportRowError, Member, Order
 
 HEADER = "order_id,customer_id,name,phone,placed_at,amount,status\n"
@@ -254,3 +254,17 @@ def test_an_encoding_whose_line_ends_are_not_single_bytes_is_refused_whole(tmp_p
         orders_import(path=path, encoding=encoding, workers=1)
 
     assert not Order.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_stray_quote_does_not_make_the_rest_of_the_file_one_block_and_every_good_row_still_imports(tmp_path):
+    lines = good_rows(2000)
+    lines.insert(1, '"X')  # line 3: opens a quote no line closes
+    path = write(tmp_path, HEADER + "\n".join(lines) + "\n")
+
+    blocks = list(read_blocks(path, inspect_file(path), block_bytes=4096))
+    report = orders_import(path=path, workers=1, block_bytes=4096)
+
+    assert max(len(block) for _line, _end, block in blocks) <= 3 * 4096
+    assert (report.rows_read, report.created, report.failed) == (2001, 2000, 1)
+    assert report.errors[0][0] == 3
