@@ -65,10 +65,12 @@ from members.importing.reading import (
     TEXT_MAX_LENGTHS,
     ImportFileError,
     ImportRow,
+    headers_shown,
     inspect_file,
     parse_block,
     parse_placed_at,
     read_blocks,
+    shown,
 )
 from members.models import ImportRowError, ImportRun, ImportRunMember, Member
 from members.services import history_importing, member_lock, member_register
@@ -119,15 +121,15 @@ def parse_points(text: str) -> int:
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        raise ValueError(f"bad points {text!r}") from None
+        raise ValueError(f"bad points {shown(text)}") from None
     if not value.is_finite():
-        raise ValueError(f"bad points {text!r}")
+        raise ValueError(f"bad points {shown(text)}")
     if value < 0:
-        raise ValueError(f"negative points {text!r}")
+        raise ValueError(f"negative points {shown(text)}")
     if value != value.to_integral_value():
-        raise ValueError(f"points must be a whole number, got {text!r}")
+        raise ValueError(f"points must be a whole number, got {shown(text)}")
     if value >= POINTS_LIMIT:
-        raise ValueError(f"points too large {text!r}")
+        raise ValueError(f"points too large {shown(text)}")
     return int(value)
 
 
@@ -178,7 +180,7 @@ def _row_parser(*, tiers: dict[str, Tier], now: datetime, default_expiry: dateti
                     row.errors.append(f"expires_at: {error}")
                 else:
                     if points and expires_at <= now:
-                        row.errors.append(f"expires_at {raw['expires_at']!r} is in the past: expired points are "
+                        row.errors.append(f"expires_at {shown(raw['expires_at'])} is in the past: expired points are "
                                           "not an opening balance")
         row.values["points"], row.values["expires_at"] = points, expires_at
 
@@ -186,7 +188,7 @@ def _row_parser(*, tiers: dict[str, Tier], now: datetime, default_expiry: dateti
         if tier_text:
             tier = tiers.get(_tier_key(tier_text))
             if tier is None:
-                row.errors.append(f"unknown tier {tier_text!r}")
+                row.errors.append(f"unknown tier {shown(tier_text)}")
             if raw.get("tier_expires_at"):
                 try:
                     tier_until = parse_until(raw["tier_expires_at"], date_format)
@@ -194,7 +196,7 @@ def _row_parser(*, tiers: dict[str, Tier], now: datetime, default_expiry: dateti
                     row.errors.append(f"tier_expires_at: {error}")
                 else:
                     if tier_until <= now:
-                        row.errors.append(f"tier_expires_at {raw['tier_expires_at']!r} is in the past")
+                        row.errors.append(f"tier_expires_at {shown(raw['tier_expires_at'])} is in the past")
         row.values["tier"], row.values["tier_expires_at"] = tier, tier_until
 
         if not points_text and not tier_text:
@@ -278,7 +280,7 @@ def balances_import(
     if "points" not in layout.columns and "tier" not in layout.columns:
         raise ImportFileError(
             _("No column for points or tier (headers: %(headers)s); name one with --map SRC=FIELD.")
-            % {"headers": ", ".join(layout.headers)}
+            % {"headers": headers_shown(layout.headers)}
         )
     now = timezone.now()
     context = _Context(sha256=file_sha256(path), mode=mode, now=now, file_name=(file_name or path.name)[:255],

@@ -65,6 +65,24 @@ ID_MAX_LENGTH = 64
 AMOUNT_LIMIT = Decimal("10000000000")  # Order.amount holds 12 digits, 2 of them cents
 # Longer profile texts are cut to the column's size rather than failing the order.
 TEXT_MAX_LENGTHS = {"email": 254, "phone": 32, "name": 150, "category": 64, "channel": 32}
+# A row error quotes at most this much of a cell: a megabyte cell must not become a megabyte reason (report, console).
+SHOWN_CHARACTERS = 200
+# What str.strip() removes, for SQL's btrim() to trim and call blank the same cells (full-width space included).
+WHITESPACE = "".join(chr(code) for code in range(0x3001) if chr(code).isspace())
+_SEPARATORS = '\n\r",;\t|'  # bytes the reader cuts lines and cells on, before decoding
+
+
+def headers_shown(headers: list[str]) -> str:
+    """The header row as a file error names it: at most SHOWN_CHARACTERS."""
+    text = ", ".join(headers)
+    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS] + "…"
+
+
+def shown(text: str) -> str:
+    """A cell as a row error quotes it: repr(), cut to SHOWN_CHARACTERS with its length said."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARACTERS] + '…'!r} ({len(text)} characters)"
 
 
 class ImportFileError(ValueError):
@@ -87,20 +105,31 @@ def _normalise_header(header: str) -> str:
 
 
 def detect_encoding(sample: bytes) -> str:
-    """utf-8-sig for a BOM, utf-8 when the sample decodes as UTF-8, else GB18030 (a superset of GBK and GB2312)."""
+    """utf-8-sig for a BOM, utf-8 when the sample decodes as UTF-8, else GB18030 (a superset of GBK and GB2312).
+
+    A few invalid bytes do not decide for the whole file (a UTF-8 file with one stray byte read as GB18030 would
+    import as mojibake without a word): text with at least as many valid non-ASCII characters as invalid sequences
+    is UTF-8 (GBK text read as UTF-8 is runs of invalid bytes, the odd pair that happens to be valid UTF-8 always
+    between two of them); otherwise the encoding with fewer invalid sequences wins, UTF-8 on a tie. The lines
+    holding invalid bytes then fail one by one (`read_records`). Only a sample that is garbage under both is
+    refused."""
     if sample.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
-    try:
-        sample.decode("utf-8")
+    whole = sample[:-3] if len(sample) >= SAMPLE_BYTES else sample  # the sample may cut a character in two
+    utf8 = whole.decode("utf-8", errors="surrogateescape")
+    utf8_invalid = len(_INVALID_SEQUENCE.findall(utf8))
+    if not utf8_invalid or utf8_invalid <= len(_NON_ASCII.findall(utf8)) - len(_INVALID_BYTE.findall(utf8)):
         return "utf-8"
-    except UnicodeDecodeError as error:
-        if error.start >= len(sample) - 3:  # the sample cut a multi-byte character in two
-            return "utf-8"
-    try:
-        sample.decode("gb18030")
-        return "gb18030"
-    except UnicodeDecodeError:
-        raise ImportFileError(_("The file is neither UTF-8 nor GBK/GB18030; give --encoding.")) from None
+    gb18030_invalid = len(_INVALID_SEQUENCE.findall(whole.decode("gb18030", errors="surrogateescape")))
+    if min(utf8_invalid, gb18030_invalid) > max(len(whole) // 100, 8):
+        raise ImportFileError(_("The file is neither UTF-8 nor GBK/GB18030; give --encoding."))
+    return "utf-8" if utf8_invalid <= gb18030_invalid else "gb18030"
+
+
+# errors="surrogateescape" decodes a byte that is not text as one of these surrogates, which no valid text holds.
+_INVALID_BYTE = re.compile("[\udc80-\udcff]")
+_INVALID_SEQUENCE = re.compile("[\udc80-\udcff]+")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
 
 
 def map_headers(
@@ -144,7 +173,7 @@ def map_headers(
     if missing:
         raise ImportFileError(
             _("No column for %(missing)s (headers: %(headers)s); name it with --map SRC=FIELD.")
-            % {"missing": ", ".join(missing), "headers": ", ".join(headers)}
+            % {"missing": ", ".join(missing), "headers": headers_shown(headers)}
         )
     return mapping
 
@@ -153,18 +182,18 @@ def parse_amount(text: str) -> Decimal:
     stripped = _CURRENCY_NOISE.sub("", text or "")
     # A comma only separates thousands: "12,50" (a decimal comma) is refused rather than read as 1250.
     if ("," in stripped or "，" in stripped) and not _THOUSANDS_RE.match(stripped):
-        raise ValueError(f"bad amount {text!r}")
+        raise ValueError(f"bad amount {shown(text)}")
     cleaned = stripped.replace(",", "").replace("，", "")
     try:
         amount = Decimal(cleaned)
     except InvalidOperation:
-        raise ValueError(f"bad amount {text!r}") from None
+        raise ValueError(f"bad amount {shown(text)}") from None
     if not amount.is_finite():
-        raise ValueError(f"bad amount {text!r}")
+        raise ValueError(f"bad amount {shown(text)}")
     if amount < 0:
-        raise ValueError(f"negative amount {text!r}")
+        raise ValueError(f"negative amount {shown(text)}")
     if amount >= AMOUNT_LIMIT:
-        raise ValueError(f"amount too large {text!r}")
+        raise ValueError(f"amount too large {shown(text)}")
     return amount.quantize(Decimal("0.01"))
 
 
@@ -192,7 +221,7 @@ def parse_placed_at(text: str, date_format: str | None = None) -> datetime:
         else:
             moment = _match_date(text.replace("/", "-"))
     except ValueError:
-        raise ValueError(f"bad date {text!r}") from None
+        raise ValueError(f"bad date {shown(text)}") from None
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
@@ -223,7 +252,7 @@ def parse_status(text: str) -> str:
     if not key:
         return "paid"
     if key not in _STATUS_INDEX:
-        raise ValueError(f"unknown status {text!r}")
+        raise ValueError(f"unknown status {shown(text)}")
     return _STATUS_INDEX[key]
 
 
@@ -256,6 +285,9 @@ def inspect_file(
         raw_sample = raw.read(SAMPLE_BYTES)
     # The data starts after the header's newline in the file as it is (NULs included); the header is read without them.
     raw_header_end = raw_sample.find(b"\n")
+    if raw_header_end < 0 and size > len(raw_sample):
+        raise ImportFileError(_("The first line (the header) is longer than %(size)s KB: this is not a CSV/TSV export.")
+                              % {"size": SAMPLE_BYTES >> 10})
     data_offset = len(raw_sample) if raw_header_end < 0 else raw_header_end + 1
     sample = raw_sample.replace(b"\x00", b"")
     if not sample.strip():
@@ -265,6 +297,10 @@ def inspect_file(
         codecs.lookup(encoding)
     except LookupError:
         raise ImportFileError(_("Unknown encoding %(encoding)r.") % {"encoding": encoding}) from None
+    if _SEPARATORS.encode("ascii").decode(encoding, errors="replace") != _SEPARATORS:
+        # Lines and cells are cut on these bytes before decoding (UTF-16 and UTF-32 write them with NULs).
+        raise ImportFileError(_("The encoding %(encoding)s is not supported: save the file as UTF-8 (or GBK).")
+                              % {"encoding": encoding})
     header_end = sample.find(b"\n")
     header_bytes = sample if header_end < 0 else sample[: header_end + 1]
     try:
@@ -296,6 +332,10 @@ def read_blocks(path: str | Path, layout: FileLayout, block_bytes: int = 8 << 20
                     yield line, raw.tell(), data.replace(b"\x00", b"")
                 return
             cut = _record_boundary(data)
+            if cut < 0 and len(data) > 2 * block_bytes:
+                # No record boundary in two blocks' worth: a stray quote, not a quoted cell (read_records reads such
+                # lines one by one anyway). Cut at a line, so memory stays flat.
+                cut = data.rfind(b"\n")
             if cut < 0:
                 carry = data
                 continue
@@ -321,24 +361,96 @@ def _record_boundary(data: bytes) -> int:
 def parse_block(
     block: bytes, first_line: int, layout: FileLayout, date_format: str | None = None, parse_row=None
 ) -> Iterator[ImportRow]:
-    """The rows of one block, parsed in Python (SQLite, and PostgreSQL's path for blocks its COPY refuses).
-    `parse_row(line, cells, columns, date_format) -> ImportRow` reads one row (default: an order row)."""
+    """The rows of one block, parsed in Python (SQLite, and PostgreSQL's path for blocks its COPY cannot load
+    exactly). `parse_row(line, cells, columns, date_format) -> ImportRow` reads one row (default: an order row).
+    Every record of the block that is not blank comes out, as a row or as a row error with its line number
+    (see `read_records`)."""
     parse_row = parse_row or _parse_row
-    text = block.decode(layout.encoding, errors="replace")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter)
-    previous = 0  # physical lines read before the current row
+    for line, cells, error in read_records(block, first_line, layout):
+        if error is not None:
+            yield ImportRow(line=line, errors=[error])
+        elif any(cell.strip() for cell in cells):
+            yield parse_row(line, cells, layout.columns, date_format)
+
+
+def read_records(block: bytes, first_line: int, layout: FileLayout) -> Iterator[tuple[int, list[str], str | None]]:
+    """The block's records as (line, cells, None), or (line, [], reason) for a line that cannot be read. The rules,
+    so that whatever a line holds it is read literally or reported, and no line takes its neighbours with it:
+
+    - Lines end at LF or CR LF. A lone CR inside a line (outside quotes) makes that line unreadable: it is
+      reported, not split into two rows.
+    - Each line is decoded on its own under the file's encoding: invalid bytes fail that line (with the byte), never
+      import as replacement characters.
+    - A quoted cell may hold line breaks (the record then spans lines and counts once, at its first line). But when
+      the lines so joined do not make exactly one row of the header's width, or a line after the first is a whole
+      row by itself, the quote was stray: each line is read on its own (an unbalanced quote cannot swallow the rows
+      after it).
+    - Fully blank records (no cell with anything but whitespace) are not data and are skipped by the caller: "data
+      lines" are the non-blank records.
+    """
+    lines = block.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the block ends with a newline
+    group: list[tuple[int, str]] = []  # lines of a record whose quotes are not balanced yet
+    quotes = 0
+    for offset, raw in enumerate(lines):
+        number = first_line + offset
+        try:
+            text = raw.decode(layout.encoding)
+        except UnicodeDecodeError as error:
+            yield from _group_records(group, layout)
+            group, quotes = [], 0
+            yield number, [], (f"not valid {layout.encoding}: byte 0x{raw[error.start]:02x} at byte {error.start + 1}"
+                               f" of the line")
+            continue
+        line_quotes = text.count('"')
+        if not group and not line_quotes and "\r" not in text[:-1]:
+            # The common line, no quote and no stray CR: what the csv module would read, at a fraction of the cost.
+            yield number, (text[:-1] if text.endswith("\r") else text).split(layout.delimiter), None
+            continue
+        group.append((number, text + "\n"))
+        quotes += line_quotes
+        if quotes % 2 == 0:
+            yield from _group_records(group, layout)
+            group, quotes = [], 0
+    yield from _group_records(group, layout)  # an unbalanced quote at the end of the file
+
+
+def _group_records(group: list[tuple[int, str]], layout: FileLayout) -> Iterator[tuple[int, list[str], str | None]]:
+    if len(group) > 1:
+        records = list(_csv_records(group, layout))
+        width = len(layout.headers)
+        if (
+            len(records) == 1 and records[0][2] is None and len(records[0][1]) == width
+            and not any(_width(text, layout) == width for _number, text in group[1:])
+        ):
+            yield records[0]
+            return
+    for line in group:  # a single line, or lines a stray quote joined: each on its own
+        yield from _csv_records([line], layout)
+
+
+def _csv_records(group: list[tuple[int, str]], layout: FileLayout) -> Iterator[tuple[int, list[str], str | None]]:
+    reader = csv.reader((text for _number, text in group), delimiter=layout.delimiter)
+    previous = 0  # lines of the group read before the current record
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            yield ImportRow(line=first_line + previous, errors=[f"unreadable row: {error}"])
+            yield group[min(previous, len(group) - 1)][0], [], f"unreadable row: {error}"
             previous = reader.line_num
             continue
-        start, previous = first_line + previous, reader.line_num
-        if any(cell.strip() for cell in cells):
-            yield parse_row(start, cells, layout.columns, date_format)
+        yield group[previous][0], cells, None
+        previous = reader.line_num
+
+
+def _width(text: str, layout: FileLayout) -> int:
+    try:
+        return len(next(csv.reader([text], delimiter=layout.delimiter), []))
+    except csv.Error:
+        return -1
 
 
 def read_orders(
@@ -381,10 +493,11 @@ def _parse_row(line: int, cells: list[str], columns: dict[str, int], date_format
     if quantity.isdigit() and int(quantity) >= 1:
         row.values["quantity"] = int(quantity)
     else:
-        row.errors.append(f"bad quantity {quantity!r}")
+        row.errors.append(f"bad quantity {shown(quantity)}")
     currency = (raw.get("currency") or settings.LOYALTY_CURRENCY).upper()
     if currency != settings.LOYALTY_CURRENCY:
-        row.errors.append(f"currency {currency} is not {settings.LOYALTY_CURRENCY}")
+        cut = currency[:SHOWN_CHARACTERS] + ("…" if len(currency) > SHOWN_CHARACTERS else "")
+        row.errors.append(f"currency {cut} is not {settings.LOYALTY_CURRENCY}")
     placed_at = row.values.get("placed_at")
     if placed_at is not None and placed_at > timezone.now() + ORDER_CLOCK_SKEW:
         row.errors.append("placed_at is in the future")

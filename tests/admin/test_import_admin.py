@@ -332,6 +332,23 @@ def test_order_import_reads_an_xlsx_workbook_reporting_sheet_rows(admin_client):
     assert (order.amount, timezone.localtime(order.placed_at).replace(tzinfo=None)) == (Decimal("99.50"), placed)
 
 
+def test_an_uploaded_file_with_a_copy_end_of_data_marker_previews_and_imports_every_good_row(admin_client):
+    rows = [f"M-{n},C-{n % 20},Li Na,{days_ago(3)},{n + 1}.00" for n in range(200)]
+    rows.insert(3, "\\.")  # line 5: alone on its line, PostgreSQL COPY's end of data
+    rows[100] = f"M-N,C-1,\\N,{days_ago(3)},9.00"
+    content = (ORDERS_HEADER + "\n".join(rows) + "\n").encode()
+
+    preview = upload(admin_client, Order, content, "orders.csv")
+    report = preview.context["report"]
+    assert (report.rows_read, report.created, report.failed) == (201, 200, 1)
+    assert report.errors[0][0] == 5
+    confirm_orders(admin_client, preview)
+
+    run = ImportRun.objects.get()
+    assert (run.rows_read, run.created, run.duplicates, run.conflicts, run.failed) == (201, 200, 0, 0, 1)
+    assert Order.objects.count() == 200
+    assert list(ImportRowError.objects.filter(run=run).values_list("line", flat=True)) == [5]
+
 def test_a_file_that_is_not_an_order_export_is_refused_on_the_form(admin_client):
     response = upload(admin_client, Order, b"foo,bar\n1,2\n", "notes.csv")
 

@@ -651,6 +651,60 @@ def test_an_import_queues_no_message_or_task(tmp_path, member_factory, django_ca
     assert callbacks == []
 
 
+
+# --- Hostile lines: every line stored or reported, the counts add up (issue 18) -------------------------------------
+
+def test_lines_bulk_loaders_treat_specially_are_stored_literally_or_failed_and_the_counts_add_up(tmp_path, clock):
+    path = write_bytes(tmp_path, b"customer_id,name,points\n"
+                                 b"c-1,\\N,10\n"
+                                 b"\\.\n"
+                                 b"\r\n"
+                                 b'"c-2,Bob,20\n'
+                                 b"c-3,back\\slash,30\r\n"
+                                 b",,\n"
+                                 b"c-4,Di\rx,40\n"
+                                 b"c-5,Ed,50")
+
+    report = balances_import(path=path)
+
+    assert (report.rows_read, report.created, report.duplicates, report.failed) == (6, 3, 0, 3)
+    assert [line for line, _reference, _reason in report.errors] == [3, 5, 8]
+    assert Member.objects.get(external_id="c-1").name == "\\N"
+    assert Member.objects.get(external_id="c-3").name == "back\\slash"
+    assert (balance("c-1"), balance("c-3"), balance("c-5")) == ((10, 0, 0), (30, 0, 0), (50, 0, 0))
+    assert ledger_ok()
+
+
+def test_invalid_bytes_under_an_explicit_encoding_fail_their_line_instead_of_importing_replacement_characters(
+    tmp_path, clock
+):
+    path = write_bytes(tmp_path, "customer_id,name,points\nc-1,王芳,10\n".encode("gbk")
+                       + b"c-2,\xff\xfe,20\n" + "c-3,李雷,30\n".encode("gbk"))
+
+    report = balances_import(path=path, encoding="gbk")
+
+    assert (report.rows_read, report.created, report.failed) == (3, 2, 1)
+    assert report.errors[0][0] == 3 and "gbk" in report.errors[0][2]
+    assert not Member.objects.filter(name__contains="\ufffd").exists()
+
+
+@pytest.mark.parametrize("row", ["c-1,{huge}", "c-1,10,{huge}", "c-1,,,{huge}", "c-1,10,,gold,{huge}"])
+def test_a_megabyte_cell_is_quoted_in_the_row_error_at_most_a_few_hundred_characters(tmp_path, clock, row):
+    path = write(tmp_path, "customer_id,points,expires_at,tier,tier_expires_at\n" + row.format(huge="9" * (1 << 20))
+                 + "\n")
+
+    report = balances_import(path=path)
+
+    assert report.failed == 1
+    assert len(report.errors[0][2]) < 600
+    assert len(ImportRowError.objects.get(run=report.run).reason) < 600
+
+
+def write_bytes(tmp_path, content, name="balances.csv"):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
 # --- Helpers ---------------------------------------------------------------------------------------------------------
 
 def in_debt(member, order_factory):
