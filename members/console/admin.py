@@ -26,7 +26,7 @@ class AuditEntryAdmin(BigTableAdminMixin, ModelAdmin):
     sortable_by = ("at",)  # indexed (members.console.big_tables)
     list_per_page = 50
     fields = ("at", "actor", "content_type", "object_id", "object_repr", "action", "action_name", "changes_display",
-              "note")
+              "note", "redacted_at")
     readonly_fields = fields
 
     @display(description=_("model"), ordering="content_type")

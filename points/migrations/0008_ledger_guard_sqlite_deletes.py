@@ -8,6 +8,8 @@ which row triggers do not see: tests/conftest.py lifts the triggers for the flus
 """
 from django.db import migrations
 
+from members.db_guards import RunSQLByVendor
+
 SQLITE_FORWARD = [
     """
 CREATE TRIGGER points_ledger_no_delete BEFORE DELETE ON points_pointstransaction
@@ -28,18 +30,7 @@ SQLITE_BACKWARD = [
 ]
 
 
-def forward(apps, schema_editor):
-    if schema_editor.connection.vendor == "sqlite":  # PostgreSQL has refused deletes since 0002 and 0004
-        for statement in SQLITE_FORWARD:
-            schema_editor.execute(statement, params=None)
-
-
-def backward(apps, schema_editor):
-    if schema_editor.connection.vendor == "sqlite":
-        for statement in SQLITE_BACKWARD:
-            schema_editor.execute(statement, params=None)
-
-
 class Migration(migrations.Migration):
     dependencies = [("points", "0007_big_table_indexes")]
-    operations = [migrations.RunPython(forward, backward)]
+    # PostgreSQL has refused deletes since 0002 and 0004: nothing to do there.
+    operations = [RunSQLByVendor(forward={"sqlite": SQLITE_FORWARD}, backward={"sqlite": SQLITE_BACKWARD})]
