@@ -15,6 +15,8 @@ from import_export.formats import base_formats as import_export_formats
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from members.csv_export import SPREADSHEET_SAFE_FORMATS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -416,11 +418,12 @@ IMPORT_EXPORT_FORMATS = [import_export_formats.CSV, import_export_formats.TSV, i
 # below only makes any other import_export admin closed to all but superusers (codename import_<model> exists nowhere).
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
-# A text cell opening with = + - @ (or a tab, a carriage return) can run as a formula in a spreadsheet. The resources
-# escape such cells themselves (members.resources.spreadsheet_safe: a leading apostrophe, taken off again on import).
-# The library's own switch is off on purpose: it only strips a leading "=" and turns every XLSX cell into text
-# (numbers become strings, an empty birthday the word "None").
-IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
+# A text cell opening with = + - @ (or a tab, a carriage return, their full-width forms) can run as a formula in a
+# spreadsheet: every exported cell is escaped with a leading apostrophe (taken off again on import). The switch runs
+# the export formats' escaping, which members.csv_export's formats replace with that rule (the library's own deletes a
+# leading "=" and turns numbers into text); the same rule as every other CSV download of the product.
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
+EXPORT_FORMATS = SPREADSHEET_SAFE_FORMATS
 IMPORT_EXPORT_ESCAPE_ILLEGAL_CHARS_ON_EXPORT = True
 IMPORT_EXPORT_SKIP_ADMIN_LOG = False
 # Exports read the rows in chunks of this many (one query each) rather than the library's 100.
