@@ -126,6 +126,9 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Without REDIS_URL the cache (rate limits, idempotency, caches) is per process; `check --deploy` refuses that with
+# DEBUG off (members.checks, loyalty.E001) unless the deployment declares it runs a single process on purpose.
+LOYALTY_SINGLE_PROCESS = env.bool("LOYALTY_SINGLE_PROCESS", default=False)
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
