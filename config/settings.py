@@ -3,6 +3,7 @@
 Embedded defaults (no variables set) give the local demo: a SQLite file under var/, tasks run eagerly in process.
 Production sets at least DEBUG=0, SECRET_KEY, ALLOWED_HOSTS and DATABASE_URL; `manage.py check --deploy` is clean then.
 """
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -64,6 +65,8 @@ INSTALLED_APPS = [
     "campaigns.messaging",
     # Webhooks to the storefront (a sub-app of members, label `webhooks`): the apps emit through its services.
     "members.webhooks",
+    # The admin login's throttle (members.staff_login; its admins in members.console.admin, superusers only).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -76,6 +79,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -131,6 +136,25 @@ else:
 LOYALTY_SINGLE_PROCESS = env.bool("LOYALTY_SINGLE_PROCESS", default=False)
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------------
+# django-axes first: it refuses a locked-out login before the password is checked. The storefront API authenticates
+# with API keys (config.api), never through these backends, so a lockout never touches it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# A login at /admin/login/ without ?next= lands on the dashboard (Django's default is /accounts/profile/, a 404 here).
+LOGIN_REDIRECT_URL = "admin:index"
+LOGIN_URL = "admin:login"
+# The admin login's throttle (members.staff_login): after this many failed logins for one username from one address,
+# that pair is refused for the cool-off, counted from the last failure; a successful login resets the count.
+# Superusers see and lift lockouts in the admin (Settings › Login lockouts).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "members.staff_login.client_ip"
+AXES_LOCKOUT_CALLABLE = "members.staff_login.lockout_response"
+AXES_ENABLE_ADMIN = False  # its plain admins: members.console.admin registers them in Unfold's skin
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -557,6 +581,12 @@ UNFOLD = {
                     {"title": _("Staff users"), "icon": "person", "link": reverse_lazy("admin:auth_user_changelist")},
                     {"title": _("Roles"), "icon": "badge", "link": reverse_lazy("admin:auth_group_changelist")},
                     {"title": _("Audit log"), "icon": "manage_search", "link": reverse_lazy("admin:console_auditentry_changelist")},
+                    {
+                        "title": _("Login lockouts"),
+                        "icon": "lock_person",
+                        "link": reverse_lazy("admin:axes_accessattempt_changelist"),
+                        "permission": "members.staff_login.superuser_only",
+                    },
                 ],
             },
         ],
