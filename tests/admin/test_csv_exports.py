@@ -276,6 +276,7 @@ def test_member_exports_escape_every_text_column(admin_client, member_factory, o
 @pytest.mark.parametrize("title", ["csv", "xlsx"])
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_order_exports_escape_every_text_column(admin_client, member_factory, order_factory, title, payload):
+    payload = payload[:32]  # the length of an order's category and channel
     member_factory(external_id="shop-1")
     order_factory(customer_id="shop-1", order_id="o-1", category=payload, channel=payload)
 
