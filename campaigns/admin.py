@@ -1,5 +1,4 @@
 """Admin for the campaigns layer (django-unfold)."""
-import csv
 from datetime import datetime
 
 from django.contrib import admin, messages
@@ -17,7 +16,7 @@ from unfold.decorators import action, display
 from members.console.audit import AuditedAdminMixin
 from members.console.big_tables import BigTableAdminMixin
 from members.models import ActivityStatus, RfmSegment
-from members.resources import spreadsheet_safe
+from members.csv_export import csv_response
 
 from .forms import SegmentAdminForm, SegmentFiltersForm, initial_from_filters
 from .models import Segment
@@ -53,42 +52,27 @@ EXPORT_COLUMNS = (
 )
 
 
-class _Echo:
-    """A file whose write returns what it was given: csv.writer then yields lines for a streamed response."""
-
-    def write(self, value):
-        return value
-
-
 def _cell(value):
-    if value is None:
-        return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, datetime):
         return timezone.localtime(value).isoformat(timespec="seconds")
-    return spreadsheet_safe(value) if isinstance(value, str) else value
+    return value
 
 
-def segment_members_csv(filters: dict):
-    """The segment's members as CSV lines (UTF-8 with a BOM, so Excel reads Chinese names), read in chunks by id:
-    memory stays flat however large the segment. Text cells that a spreadsheet would run as a formula (= + - @...)
-    get a leading apostrophe."""
-    writer = csv.writer(_Echo())
-    yield "\ufeff" + writer.writerow([header for header, _field in EXPORT_COLUMNS])
+def segment_member_rows(filters: dict):
+    """The segment's members, read in chunks by id: memory stays flat however large the segment."""
     fields = [field for _header, field in EXPORT_COLUMNS]
     rows = segment_members(filters).order_by("pk").values_list(*fields).iterator(chunk_size=EXPORT_CHUNK)
     for row in rows:
-        yield writer.writerow([_cell(value) for value in row])
+        yield [_cell(value) for value in row]
 
 
 def segment_export_response(segment: Segment) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(segment_members_csv(segment.filters), content_type="text/csv; charset=utf-8")
+    """The members as a streamed CSV (members.csv_export: a BOM for Excel, text cells escaped against formulas)."""
     name = slugify(segment.name) or f"segment-{segment.pk}"
-    response["Content-Disposition"] = (
-        f'attachment; filename="segment-{name}-{timezone.localdate():%Y%m%d}.csv"'
-    )
-    return response
+    return csv_response(segment_member_rows(segment.filters), header=[header for header, _field in EXPORT_COLUMNS],
+                        filename=f"segment-{name}-{timezone.localdate():%Y%m%d}.csv", streaming=True)
 
 
 def filters_summary_text(filters: dict) -> str:
@@ -221,7 +205,7 @@ class SegmentAdmin(AuditedAdminMixin, ModelAdmin):
 # and variants are frozen: changing them would move members between arms mid-test. The change page shows the A/B
 # results per arm (campaigns.results.campaign_results) with a CSV download; grants are listed read-only.
 from django import forms  # noqa: E402
-from django.http import HttpResponse, HttpResponseRedirect  # noqa: E402
+from django.http import HttpResponseRedirect  # noqa: E402
 from django.template.loader import render_to_string  # noqa: E402
 from django.template.response import TemplateResponse  # noqa: E402
 from django.utils.safestring import mark_safe  # noqa: E402
@@ -237,7 +221,7 @@ from members.admin import DayRangeFilter, MemberHistoryInline, ReadOnlyModelAdmi
 from members.errors import DomainError  # noqa: E402
 
 from .models import Campaign, CampaignEvent, CampaignGrant, CampaignVariant  # noqa: E402
-from .results import campaign_cost_preview, campaign_results, campaign_results_csv  # noqa: E402
+from .results import RESULTS_CSV_HEADER, campaign_cost_preview, campaign_results, campaign_results_rows  # noqa: E402
 from .services import (  # noqa: E402
     campaign_finish,
     campaign_launch,
@@ -480,9 +464,8 @@ class CampaignAdmin(AuditedAdminMixin, ModelAdmin):
         campaign = self.get_object(request, object_id)
         if campaign is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        response = HttpResponse(campaign_results_csv(campaign), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-results.csv"'
-        return response
+        return csv_response(campaign_results_rows(campaign), header=RESULTS_CSV_HEADER,
+                            filename=f"campaign-{campaign.pk}-results.csv")
 
     # --- Pause, resume, finish ----------------------------------------------------------------------------------
 

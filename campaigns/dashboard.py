@@ -32,8 +32,6 @@ period; flows per period. The index says when its figures were computed and offe
 It reads every app, so it lives in campaigns, the top of the dependency direction (campaigns -> points -> tiers ->
 members), with the templatetags that draw it (campaigns/templatetags).
 """
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -52,7 +50,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 from members.models import ActivityStatus, Member, Order
-from members.resources import spreadsheet_safe
+from members.csv_export import csv_response
 
 PAID_STATUSES = (Order.Status.PAID, Order.Status.PARTIALLY_REFUNDED)
 REGIONS_SHOWN = 12
@@ -509,23 +507,16 @@ def charts_for(user) -> list[Chart]:
     return [chart for chart in CHARTS.values() if user.has_perm(chart.permission)]
 
 
-def chart_csv(chart: Chart, period: Period) -> str:
-    """The chart's rows as CSV text (a BOM for Excel); text cells escaped against formulas."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([str(heading) for _key, heading in chart.columns])
-    rows, _computed_at = chart_rows(chart, period)  # the figures the operator sees on the index
+def chart_csv_rows(chart: Chart, period: Period):
+    """The chart's rows for its CSV: the figures the operator sees on the index, months as 2026-03; numbers stay
+    numbers and text cells are escaped against formulas (members.csv_export)."""
+    rows, _computed_at = chart_rows(chart, period)
     for row in rows:
-        writer.writerow([_csv_cell(row.get(key)) for key, _heading in chart.columns])
-    return "\ufeff" + out.getvalue()
+        yield [_csv_month(row.get(key)) for key, _heading in chart.columns]
 
 
-def _csv_cell(value):
-    if value is None:
-        return ""
-    if isinstance(value, date):
-        return value.strftime("%Y-%m")
-    return spreadsheet_safe(str(value))
+def _csv_month(value):
+    return value.strftime("%Y-%m") if isinstance(value, date) else value
 
 
 # --- The cache ------------------------------------------------------------------------------------------------------
@@ -615,7 +606,7 @@ def dashboard(user, period: Period, *, refresh: bool = False) -> Dashboard:
 
 def dashboard_csv_view(request, chart: str):
     from django.core.exceptions import PermissionDenied
-    from django.http import Http404, HttpResponse
+    from django.http import Http404
 
     found = CHARTS.get(chart)
     if found is None:
@@ -623,11 +614,8 @@ def dashboard_csv_view(request, chart: str):
     if not request.user.has_perm(found.permission):
         raise PermissionDenied
     period = Period.from_query(request.GET)
-    response = HttpResponse(chart_csv(found, period), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = (
-        f'attachment; filename="dashboard-{found.name}-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv"'
-    )
-    return response
+    return csv_response(chart_csv_rows(found, period), header=[heading for _key, heading in found.columns],
+                        filename=f"dashboard-{found.name}-{period.start:%Y%m%d}-{period.end:%Y%m%d}.csv")
 
 
 # --- Member 360 (the member page) ----------------------------------------------------------------------------------

@@ -30,8 +30,6 @@ and the uplift in revenue per member with Welch's interval (unequal variances, n
 
     (x̄₁ − x̄₀) ± 1.96 × √(s₁²/n₁ + s₀²/n₀),  s² the sample variance of revenue per member.
 """
-import csv
-import io
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -44,6 +42,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from campaigns.engagement.models import Coupon
+from members.csv_export import csv_text
 from members.models import Order
 from points.selectors import points_policy
 
@@ -350,26 +349,35 @@ def campaign_results(campaign: Campaign) -> list[ArmResult]:
     return results
 
 
-def _pct(value: float | None, digits: int = 2) -> str:
-    return "" if value is None else f"{value * 100:.{digits}f}"
+def _pct(value: float | None) -> Decimal | None:
+    # A number, not formatted text: a negative uplift stays a number in the spreadsheet (members.csv_export).
+    return None if value is None else _two_places(value * 100)
 
 
-def campaign_results_csv(campaign: Campaign) -> str:
-    """The results table as CSV (rates and uplifts in percent; intervals as low and high columns)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([
-        "arm", "control", "members", "converted", "conversion_rate_pct", "revenue", "revenue_per_member",
-        "uplift_pp", "uplift_relative_pct", "uplift_ci_low_pp", "uplift_ci_high_pp",
-        "revenue_uplift", "revenue_uplift_ci_low", "revenue_uplift_ci_high",
-    ])
+def _two_places(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(f"{value:.2f}")
+
+
+RESULTS_CSV_HEADER = (
+    "arm", "control", "members", "converted", "conversion_rate_pct", "revenue", "revenue_per_member",
+    "uplift_pp", "uplift_relative_pct", "uplift_ci_low_pp", "uplift_ci_high_pp",
+    "revenue_uplift", "revenue_uplift_ci_low", "revenue_uplift_ci_high",
+)
+
+
+def campaign_results_rows(campaign: Campaign):
+    """The results table's rows for the CSV (rates and uplifts in percent; intervals as low and high columns)."""
     for arm in campaign_results(campaign):
-        writer.writerow([
+        yield [
             arm.name, "yes" if arm.is_control else "no", arm.members, arm.converted, _pct(arm.conversion_rate),
             arm.revenue, arm.revenue_per_member, _pct(arm.uplift), _pct(arm.uplift_relative),
             _pct(arm.uplift_ci.low if arm.uplift_ci else None), _pct(arm.uplift_ci.high if arm.uplift_ci else None),
-            "" if arm.revenue_uplift is None else arm.revenue_uplift,
-            "" if arm.revenue_uplift_ci is None else f"{arm.revenue_uplift_ci.low:.2f}",
-            "" if arm.revenue_uplift_ci is None else f"{arm.revenue_uplift_ci.high:.2f}",
-        ])
-    return out.getvalue()
+            arm.revenue_uplift,
+            _two_places(arm.revenue_uplift_ci.low if arm.revenue_uplift_ci else None),
+            _two_places(arm.revenue_uplift_ci.high if arm.revenue_uplift_ci else None),
+        ]
+
+
+def campaign_results_csv(campaign: Campaign) -> str:
+    """The results table as CSV text; arm names (staff-entered) escaped against formulas (members.csv_export)."""
+    return csv_text(campaign_results_rows(campaign), header=RESULTS_CSV_HEADER)

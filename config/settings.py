@@ -3,6 +3,7 @@
 Embedded defaults (no variables set) give the local demo: a SQLite file under var/, tasks run eagerly in process.
 Production sets at least DEBUG=0, SECRET_KEY, ALLOWED_HOSTS and DATABASE_URL; `manage.py check --deploy` is clean then.
 """
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from django.utils.translation import gettext_lazy as _
 from import_export.formats import base_formats as import_export_formats
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from members.csv_export import SPREADSHEET_SAFE_FORMATS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -62,6 +65,8 @@ INSTALLED_APPS = [
     "campaigns.messaging",
     # Webhooks to the storefront (a sub-app of members, label `webhooks`): the apps emit through its services.
     "members.webhooks",
+    # The admin login's throttle (members.staff_login; its admins in members.console.admin, superusers only).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -77,6 +82,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -127,8 +134,30 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Without REDIS_URL the cache (rate limits, idempotency, caches) is per process; `check --deploy` refuses that with
+# DEBUG off (members.checks, loyalty.E001) unless the deployment declares it runs a single process on purpose.
+LOYALTY_SINGLE_PROCESS = env.bool("LOYALTY_SINGLE_PROCESS", default=False)
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------------
+# django-axes first: it refuses a locked-out login before the password is checked. The storefront API authenticates
+# with API keys (config.api), never through these backends, so a lockout never touches it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# A login at /admin/login/ without ?next= lands on the dashboard (Django's default is /accounts/profile/, a 404 here).
+LOGIN_REDIRECT_URL = "admin:index"
+LOGIN_URL = "admin:login"
+# The admin login's throttle (members.staff_login): after this many failed logins for one username from one address,
+# that pair is refused for the cool-off, counted from the last failure; a successful login resets the count.
+# Superusers see and lift lockouts in the admin (Settings › Login lockouts).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "members.staff_login.client_ip"
+AXES_LOCKOUT_CALLABLE = "members.staff_login.lockout_response"
+AXES_ENABLE_ADMIN = False  # its plain admins: members.console.admin registers them in Unfold's skin
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -445,11 +474,12 @@ IMPORT_EXPORT_FORMATS = [import_export_formats.CSV, import_export_formats.TSV, i
 # below only makes any other import_export admin closed to all but superusers (codename import_<model> exists nowhere).
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
-# A text cell opening with = + - @ (or a tab, a carriage return) can run as a formula in a spreadsheet. The resources
-# escape such cells themselves (members.resources.spreadsheet_safe: a leading apostrophe, taken off again on import).
-# The library's own switch is off on purpose: it only strips a leading "=" and turns every XLSX cell into text
-# (numbers become strings, an empty birthday the word "None").
-IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
+# A text cell opening with = + - @ (or a tab, a carriage return, their full-width forms) can run as a formula in a
+# spreadsheet: every exported cell is escaped with a leading apostrophe (taken off again on import). The switch runs
+# the export formats' escaping, which members.csv_export's formats replace with that rule (the library's own deletes a
+# leading "=" and turns numbers into text); the same rule as every other CSV download of the product.
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
+EXPORT_FORMATS = SPREADSHEET_SAFE_FORMATS
 IMPORT_EXPORT_ESCAPE_ILLEGAL_CHARS_ON_EXPORT = True
 IMPORT_EXPORT_SKIP_ADMIN_LOG = False
 # Exports read the rows in chunks of this many (one query each) rather than the library's 100.
@@ -580,6 +610,12 @@ UNFOLD = {
                     {"title": _("Staff users"), "icon": "person", "link": reverse_lazy("admin:auth_user_changelist")},
                     {"title": _("Roles"), "icon": "badge", "link": reverse_lazy("admin:auth_group_changelist")},
                     {"title": _("Audit log"), "icon": "manage_search", "link": reverse_lazy("admin:console_auditentry_changelist")},
+                    {
+                        "title": _("Login lockouts"),
+                        "icon": "lock_person",
+                        "link": reverse_lazy("admin:axes_accessattempt_changelist"),
+                        "permission": "members.staff_login.superuser_only",
+                    },
                 ],
             },
         ],

@@ -29,7 +29,7 @@ from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
-from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.core.cache import cache
@@ -72,6 +72,7 @@ import config.admin  # noqa: F401
 from members.console.audit import AUDIT_ACTION_DATA, AUDIT_ACTION_PKS, AUDIT_CONFIRMATION_SHOWN, AuditedAdminMixin
 
 from . import tasks
+from .csv_export import csv_response
 from .errors import DomainError
 from .importing import ImportFileError
 from .importing.orders import ERRORS_KEPT_IN_REPORT, orders_import
@@ -80,7 +81,7 @@ from .importing.reading import SAMPLE_BYTES, detect_encoding
 from .jobs import LEASE, job_enqueue, job_tasks, next_run_of
 from members.console.big_tables import BigTableAdminMixin, distinct_column_values
 from .models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order, Tag
-from .resources import MemberResource, OrderResource, spreadsheet_safe
+from .resources import MemberResource, OrderResource
 from .services import PROFILE_FIELDS, api_key_rotate, member_register, member_set_blocked
 from .privacy import anonymised_external_id, member_anonymise, member_export, member_is_anonymised
 
@@ -1050,26 +1051,15 @@ class ImportRowErrorInline(ReadOnlyMixin, TabularInline):
     verbose_name_plural = _("failed rows")
 
 
-class _Echo:
-    """A file whose write returns what it was given: csv.writer then yields lines for a streamed response."""
-
-    def write(self, value):
-        return value
-
-
-def import_failed_rows_csv(run: ImportRun):
-    """All the run's failed rows as CSV lines (UTF-8 with a BOM, so Excel reads Chinese text), streamed from the
-    database in chunks: memory stays flat however many rows failed. Cells are spreadsheet-safe."""
-    writer = csv.writer(_Echo())
-    yield "\ufeff" + writer.writerow(["line", "reference", "reason", "conflict"])
+def import_failed_rows(run: ImportRun):
+    """All the run's failed rows, read from the database in chunks: memory stays flat however many rows failed."""
     rows = (
         ImportRowError.objects.filter(run=run).order_by("line", "id")
         .values_list("line", "reference", "reason", "is_conflict")
         .iterator(chunk_size=2000)
     )
     for line, reference, reason, is_conflict in rows:
-        conflict = "yes" if is_conflict else "no"
-        yield writer.writerow([line, spreadsheet_safe(reference), spreadsheet_safe(reason), conflict])
+        yield [line, reference, reason, "yes" if is_conflict else "no"]
 
 
 @admin.register(ImportRun)
@@ -1136,9 +1126,8 @@ class ImportRunAdmin(ReadOnlyModelAdmin):
             permissions=["view"])
     def download_failed_rows(self, request, object_id):
         run = get_object_or_404(ImportRun, pk=object_id)
-        response = StreamingHttpResponse(import_failed_rows_csv(run), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="import-{run.pk}-failed-rows.csv"'
-        return response
+        return csv_response(import_failed_rows(run), header=["line", "reference", "reason", "conflict"],
+                            filename=f"import-{run.pk}-failed-rows.csv", streaming=True)
 
 
 # --- API keys -------------------------------------------------------------------------------------------------------

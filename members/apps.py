@@ -8,6 +8,8 @@ class MembersConfig(AppConfig):
     verbose_name = _("Membership")
 
     def ready(self):
+        from . import checks  # noqa: F401  (registers the deployment checks)
+
         # The LOYALTY_*_HANDLERS / *_SECTIONS lists are imported once; a test that overrides one must see the change.
         setting_changed.connect(_forget_configured_hooks, dispatch_uid="members.configured_hooks")
 

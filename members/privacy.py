@@ -10,7 +10,8 @@ Both are assembled through registries so this lowest app imports none of the hig
 
 Anonymisation keeps the books: the points ledger, orders and refunds (amounts, dates), tier changes and growth
 events stay, so check_ledger, the points liability and the sales reports read the same before and after. What goes
-is what names the person: email, phone, name, birthday, region, marketing consents, tags, message contents. The
+is what names the person: email, phone, name, birthday, region, marketing consents, tags, message contents, and the
+values and object names in the admin's histories of the member (the audit log keeps who changed what, when). The
 member is blocked ("anonymised") so nothing more is earned or spent, and their storefront id becomes
 `anonymised-<member pk>`: the shop no longer finds them by the old id, and a new sign-up with the old id creates a
 new, unrelated member. A second call is a no-op.
@@ -19,6 +20,7 @@ import json
 import logging
 
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
@@ -26,6 +28,7 @@ from django.utils.translation import gettext as _
 
 from members.webhooks import services as webhooks
 
+from .console.audit import audit_redact
 from .errors import InvalidInput
 from .models import Member, Order, OrderRefund
 from .services import configured_hooks, member_lock
@@ -156,6 +159,12 @@ def member_anonymise(*, member: Member, reason: str, user=None, actor: str = "")
             ]
         )
         member.tags.clear()
+        # The admin's histories of the member name the person too: the audit log's values (its one allowed update,
+        # console 0003) and Django's LogEntry object names. Who changed what, and when, stays.
+        audit_redact(obj=member, object_repr=str(member))
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Member), object_id=str(member.pk)
+        ).update(object_repr=str(member)[:200])
         for anonymiser in configured_hooks("LOYALTY_PRIVACY_ANONYMISERS"):
             anonymiser(member)
         webhooks.member_anonymised_emit(member=member, external_id=storefront_id)

@@ -9,8 +9,9 @@ Orders are exported here; the admin imports them with the order import engine (`
 same code as `manage.py import_orders`, not with a resource.
 
 Spreadsheet safety: a text cell that opens with = + - @, a tab or a carriage return can run as a formula when the
-file is opened in Excel or WPS. Exports prefix such cells with an apostrophe (`spreadsheet_safe`), and imports take
-that apostrophe off again, so a member file exported, edited and imported comes back as it was.
+file is opened in Excel or WPS. Exports prefix such cells with an apostrophe (the export formats of
+members.csv_export, every column), and imports take that apostrophe off again, so a member file exported, edited and
+imported comes back as it was.
 """
 from datetime import date, datetime
 
@@ -20,30 +21,14 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from import_export import fields, resources, widgets
 
+from .csv_export import spreadsheet_unescape
 from .errors import DomainError
 from .models import ImportRun, Member, Order
 from .services import PROFILE_FIELDS, history_importing, member_register
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value):
-    """The value as a spreadsheet will read it as text: a formula-looking string gets a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
-def spreadsheet_unescape(value: str) -> str:
-    """Undo `spreadsheet_safe` on a cell read back from a file."""
-    if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES):
-        return value[1:]
-    return value
-
-
 class TextWidget(widgets.CharWidget):
     """Text cells: trimmed, numbers read as written (a phone typed as a number in Excel is not "1.38e10"), our own
-    formula escaping undone on import and applied on export."""
+    formula escaping undone on import (the export formats apply it, members.csv_export)."""
 
     def clean(self, value, row=None, **kwargs):
         if value is None:
@@ -53,7 +38,7 @@ class TextWidget(widgets.CharWidget):
         return spreadsheet_unescape(str(value).strip())
 
     def render(self, value, obj=None, **kwargs):
-        return spreadsheet_safe("" if value is None else str(value))
+        return "" if value is None else str(value)
 
 
 class YesNoWidget(widgets.BooleanWidget):

@@ -4,7 +4,6 @@ The ledger is append-only (the database refuses anything else), and the admin ag
 never added, edited or deleted here. Corrections are new transactions written by `points.services` (manual
 adjustments arrive as an admin action calling that service).
 """
-import csv
 import uuid
 
 from django import forms
@@ -23,6 +22,7 @@ from unfold.contrib.filters.admin import (
 from unfold.decorators import display
 
 from members.console.audit import AuditedAdminMixin
+from members.csv_export import csv_response
 from members.admin import (
     DayRangeFilter,
     MemberAdmin,
@@ -164,27 +164,26 @@ class LotSpendingInline(AllocationInline):
 
 
 def liability_csv(report) -> HttpResponse:
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="points-liability-{report.as_of:%Y-%m-%d}.csv"'
-    response.write("\ufeff")  # Excel reads UTF-8 with a BOM
-    writer = csv.writer(response)
-    writer.writerow(["section", "key", "points", "value", "members"])
-    writer.writerow(["outstanding", "available", report.available, "", ""])
-    writer.writerow(["outstanding", "pending", report.pending, "", ""])
-    writer.writerow(["outstanding", "total", report.outstanding, report.value, report.members])
+    """Finance's download; tier names (staff-entered) are escaped against formulas (members.csv_export)."""
+    return csv_response(liability_csv_rows(report), header=["section", "key", "points", "value", "members"],
+                        filename=f"points-liability-{report.as_of:%Y-%m-%d}.csv")
+
+
+def liability_csv_rows(report):
+    yield ["outstanding", "available", report.available, "", ""]
+    yield ["outstanding", "pending", report.pending, "", ""]
+    yield ["outstanding", "total", report.outstanding, report.value, report.members]
     for row in report.by_tier:
-        writer.writerow(["by tier", row["tier"], row["points"], row["value"], row["members"]])
+        yield ["by tier", row["tier"], row["points"], row["value"], row["members"]]
     for row in report.by_expiry_month:
         month = row["month"].strftime("%Y-%m") if row["month"] else "never"
-        writer.writerow(["by expiry month", month, row["points"], row["value"], ""])
-    writer.writerow([])
-    writer.writerow(["month", "issued", "redeemed", "expired", "clawed back", "adjusted out"])
+        yield ["by expiry month", month, row["points"], row["value"], ""]
+    yield []
+    yield ["month", "issued", "redeemed", "expired", "clawed back", "adjusted out"]
     for row in report.by_month:
-        writer.writerow(
-            [row["month"].strftime("%Y-%m"), row["issued"], row["redeemed"], row["expired"], row["clawed_back"], row["adjusted_out"]]
-        )
-    writer.writerow(["breakage rate (expired / issued)", report.breakage_rate if report.breakage_rate is not None else ""])
-    return response
+        yield [row["month"].strftime("%Y-%m"), row["issued"], row["redeemed"], row["expired"], row["clawed_back"],
+               row["adjusted_out"]]
+    yield ["breakage rate (expired / issued)", report.breakage_rate]
 
 
 # --- Policy -----------------------------------------------------------------------------------------------------

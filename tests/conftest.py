@@ -2,7 +2,7 @@ import os
 
 import pytest
 from celery._state import _set_task_join_will_block
-from django.db import connection
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from members.models import ApiKey, ApiScope
@@ -22,6 +22,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sqlite_flush_lifts_guard_triggers():
+    """The append-only tables (points ledger and allocations, the audit log) refuse DELETE by trigger. Django's flush
+    after a transactional test empties tables with TRUNCATE on PostgreSQL, which row triggers do not see, but with
+    DELETE on SQLite: there the triggers are dropped for the flush and recreated as they were, in one transaction."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    DatabaseOperations = type(connection.ops)
+    original = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        with transaction.atomic(using=self.connection.alias):
+            with self.connection.cursor() as cursor:
+                cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%DELETE ON%'")
+                triggers = cursor.fetchall()
+                for name, _sql in triggers:
+                    cursor.execute(f'DROP TRIGGER "{name}"')
+            original(self, sql_list)
+            with self.connection.cursor() as cursor:
+                for _name, sql in triggers:
+                    cursor.execute(sql)
+
+    DatabaseOperations.execute_sql_flush = execute_sql_flush
+    yield
+    DatabaseOperations.execute_sql_flush = original
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 def manage(*args, **env_overrides):
     # The browser tests allow Django's ORM inside Playwright's event loop for this process; a deployment does not.
-    ignored = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    ignored = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE", "REDIS_URL", "LOYALTY_SINGLE_PROCESS")
     env = {k: v for k, v in os.environ.items() if k not in ignored}
     env.update(env_overrides)
     return subprocess.run(
@@ -25,6 +25,8 @@ PRODUCTION = {
     "DEBUG": "0",
     "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "loyalty.example.com",
+    # Shared state (rate limits, caches): checked only, never connected to by `check`.
+    "REDIS_URL": "redis://127.0.0.1:6379/15",
 }
 
 
@@ -39,6 +41,31 @@ def test_deploy_checks_refuse_the_demo_secret_key():
 
     assert result.returncode != 0
     assert "security.W009" in result.stdout + result.stderr
+
+
+def without(settings, *names):
+    return {name: value for name, value in settings.items() if name not in names}
+
+
+def test_deploy_checks_refuse_production_without_redis():
+    # Without Redis every gunicorn worker keeps its own rate limits and caches: N workers allow N times the limit.
+    result = manage("check", "--deploy", **without(PRODUCTION, "REDIS_URL"))
+
+    assert result.returncode != 0
+    assert "loyalty.E001" in result.stdout + result.stderr
+
+
+def test_deploy_checks_accept_no_redis_for_a_declared_single_process():
+    result = manage("check", "--deploy", "--fail-level", "WARNING",
+                    **without(PRODUCTION, "REDIS_URL"), LOYALTY_SINGLE_PROCESS="1")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_plain_checks_in_development_need_no_redis():
+    result = manage("check", "--fail-level", "WARNING", DEBUG="1")
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.django_db

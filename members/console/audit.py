@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .models import AuditEntry
@@ -136,6 +137,23 @@ def audit_action_record(*, model, pks, actor, action_name: str, data=None, note:
 def audit_entries_for(obj):
     content_type = ContentType.objects.get_for_model(obj, for_concrete_model=False)
     return AuditEntry.objects.filter(content_type=content_type, object_id=str(obj.pk)).select_related("actor")
+
+
+def audit_redact(*, obj, object_repr: str) -> int:
+    """Erase what the audit entries of `obj` say about a person (a member's anonymisation): the object's name becomes
+    `object_repr`, every value before and after is masked (the field names stay), the note is blanked. Who changed
+    it, when, and what kind of change stay. The one update the database allows on the log (console 0003), once per
+    entry; entries already redacted are left alone. Returns how many entries were redacted."""
+    now = timezone.now()
+    entries = list(audit_entries_for(obj).select_related(None).filter(redacted_at__isnull=True).only("id", "changes"))
+    for entry in entries:
+        entry.object_repr = object_repr[:200]
+        entry.changes = {name: [MASK if value not in (None, "") else value for value in values]
+                         for name, values in (entry.changes or {}).items()}
+        entry.note = ""
+        entry.redacted_at = now
+    AuditEntry.objects.bulk_update(entries, ["object_repr", "changes", "note", "redacted_at"], batch_size=BATCH)
+    return len(entries)
 
 
 def _inline_changes(formsets, masked_fields=()) -> dict[str, list]:

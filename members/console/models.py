@@ -11,7 +11,11 @@ from django.utils.translation import gettext_lazy as _
 
 class AuditEntry(models.Model):
     """One staff change to one object: who, when, what (add, change, delete or an action's name), and each changed
-    field's value before and after, rendered as text ({field: [before, after]}). Never edited, never deleted."""
+    field's value before and after, rendered as text ({field: [before, after]}). Never edited, never deleted.
+
+    The database enforces it (migration 0003, PostgreSQL and SQLite): no DELETE, and the one UPDATE allowed is a
+    privacy redaction (console.audit.audit_redact, run by a member's anonymisation), once per entry, which may blank
+    the object's name, the values and the note while who, when, which object and what stay."""
 
     class Action(models.TextChoices):
         ADD = "add", _("added")
@@ -26,13 +30,16 @@ class AuditEntry(models.Model):
     action = models.CharField(_("action"), max_length=20, choices=Action.choices)
     # The admin action's name (e.g. adjust_points) when action is "action".
     action_name = models.CharField(_("action name"), max_length=100, blank=True)
+    # PROTECT, not SET_NULL: blanking "who" would rewrite history (an update the database refuses). A staff user
+    # who made changes is deactivated, not deleted.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("staff user"), null=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL, verbose_name=_("staff user"), null=True, on_delete=models.PROTECT,
         related_name="+",
     )
     at = models.DateTimeField(_("at"), auto_now_add=True, db_index=True)
     changes = models.JSONField(_("changes"), default=dict, blank=True)
     note = models.TextField(_("note"), blank=True)
+    redacted_at = models.DateTimeField(_("redacted at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("audit entry")

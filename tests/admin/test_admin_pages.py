@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.contrib.admin.widgets import AutocompleteSelect, ForeignKeyRawIdWidget
@@ -79,6 +80,11 @@ def admin_data(member_factory, order_factory):
     adjustment_request(member=member, amount=5000, reason="goodwill", idempotency_key="admin-data",
                        requested_by=User.objects.create_user("requester", is_staff=True))
     audit_record(obj=member, action="change", actor=None, changes={"name": ["Li", "Li Na"]})
+    # The admin login's throttle (django-axes): a lockout and a failure (admin_client's login brings an AccessLog).
+    where = {"username": "someone", "ip_address": "203.0.113.7", "user_agent": "test", "http_accept": "text/html",
+             "path_info": "/admin/login/"}
+    AccessAttempt.objects.create(**where, get_data="", post_data="username=someone", failures_since_start=5)
+    AccessFailureLog.objects.create(**where, locked_out=True)
     return member
 
 

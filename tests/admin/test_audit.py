@@ -4,9 +4,11 @@ secrets never shown; the log itself is read-only."""
 import pytest
 from django.contrib.admin import helpers
 from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.urls import reverse
 
-from members.console.audit import MASK
+from members.console.audit import MASK, audit_record, audit_redact
 from members.console.models import AuditEntry
 from members.models import ApiKey, ApiScope, Member, Tag
 from points.models import Reward
@@ -257,3 +259,59 @@ def test_an_action_on_every_row_of_a_filter_records_the_rows_it_changed(admin_cl
     assert not Member.objects.filter(is_blocked=True).exists()
     recorded = AuditEntry.objects.filter(action_name="unblock_members")
     assert sorted(recorded.values_list("object_id", flat=True)) == sorted(str(m.pk) for m in blocked)
+
+
+# --- The database keeps the log append-only (members/console/migrations 0003), on PostgreSQL and SQLite ------------
+
+
+@pytest.fixture
+def entry(admin_user, reward):
+    return audit_record(obj=reward, action=AuditEntry.Action.CHANGE, actor=admin_user,
+                        changes={"points_cost": ["100", "150"]}, note="price review")
+
+
+def test_the_database_refuses_to_edit_an_audit_entry(entry):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AuditEntry.objects.filter(pk=entry.pk).update(changes={"points_cost": ["100", "90"]})
+
+    entry.refresh_from_db()
+    assert entry.changes == {"points_cost": ["100", "150"]}
+
+
+def test_the_database_refuses_to_delete_an_audit_entry(entry):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AuditEntry.objects.filter(pk=entry.pk).delete()
+
+    assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_the_database_refuses_to_rewrite_who_made_a_change(entry, django_user_model):
+    other = django_user_model.objects.create_user("other", is_staff=True)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AuditEntry.objects.filter(pk=entry.pk).update(actor=other)
+
+
+def test_a_staff_user_with_audit_entries_cannot_be_deleted(entry, admin_user):
+    # Deleting would blank "who" on their entries (an update the log refuses): staff who leave are deactivated.
+    with pytest.raises(ProtectedError):
+        admin_user.delete()
+
+    entry.refresh_from_db()
+    assert entry.actor == admin_user
+
+
+def test_redaction_erases_the_values_and_keeps_who_what_and_when(entry, admin_user):
+    redacted = audit_redact(obj=Reward.objects.get(pk=entry.object_id), object_repr="redacted")
+
+    entry.refresh_from_db()
+    assert redacted == 1
+    assert (entry.object_repr, entry.note, entry.changes) == ("redacted", "", {"points_cost": [MASK, MASK]})
+    assert (entry.actor, entry.action, entry.redacted_at is not None) == (admin_user, AuditEntry.Action.CHANGE, True)
+
+
+def test_a_redacted_entry_cannot_be_changed_again(entry, reward):
+    audit_redact(obj=reward, object_repr="redacted")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AuditEntry.objects.filter(pk=entry.pk).update(object_repr="rewritten", changes={})

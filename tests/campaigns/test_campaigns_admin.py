@@ -120,7 +120,7 @@ def test_the_change_page_shows_the_results_per_arm_and_they_download_as_csv(
 
     assert 'id="campaign-results"' in page and "holdout" in page and "ten points" in page
     assert download.status_code == 200 and download["Content-Type"].startswith("text/csv")
-    lines = download.content.decode().splitlines()
+    lines = download.content.decode("utf-8-sig").splitlines()  # a BOM first, for Excel
     assert lines[0].startswith("arm,control,members,converted")
     assert [line.split(",")[0] for line in lines[1:]] == ["holdout", "ten points"]
 

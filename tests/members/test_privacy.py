@@ -3,7 +3,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -12,6 +12,8 @@ from django.utils import timezone
 from campaigns.engagement.models import Badge
 from campaigns.engagement.services import checkin_record, coupon_grant
 from campaigns.messaging.models import Message
+from members.console.audit import audit_record
+from members.console.models import AuditEntry
 from members.errors import InvalidInput
 from members.models import Member, Tag
 from members.privacy import member_anonymise, member_export
@@ -181,3 +183,26 @@ def test_anonymise_needs_a_reason(member):
 
     member.refresh_from_db()
     assert not member.is_blocked
+
+
+def test_anonymise_redacts_the_members_audit_entries_and_keeps_who_and_when(busy_member, admin_user):
+    # A staff edit of the member recorded the old and new email, and the member's name as the object.
+    entry = audit_record(obj=busy_member, action=AuditEntry.Action.CHANGE, actor=admin_user,
+                         changes={"email": ["old@example.cn", "wangfang@example.cn"]}, note="asked by 王芳")
+
+    member_anonymise(member=busy_member, user=admin_user, reason="GDPR request 17")
+
+    entry.refresh_from_db()
+    assert "王芳" not in entry.object_repr and "example.cn" not in str(entry.changes) and "王芳" not in entry.note
+    assert list(entry.changes) == ["email"]
+    assert (entry.actor, entry.action, entry.object_id) == (admin_user, AuditEntry.Action.CHANGE, str(busy_member.pk))
+
+
+def test_anonymise_takes_the_members_name_out_of_the_admin_history(busy_member, admin_user):
+    LogEntry.objects.log_actions(user_id=admin_user.pk, queryset=[busy_member], action_flag=CHANGE,
+                                 change_message="Changed email.", single_object=True)
+
+    member_anonymise(member=busy_member, user=admin_user, reason="GDPR request 17")
+
+    reprs = LogEntry.objects.filter(object_id=str(busy_member.pk)).values_list("object_repr", flat=True)
+    assert reprs and not any("王芳" in text for text in reprs)
