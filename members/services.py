@@ -33,6 +33,7 @@ from .errors import (
     UnknownReferralCode,
     UnsupportedCurrency,
 )
+from .limits import member_totals_check
 from .models import Member, Order, OrderRefund
 
 # No 0/O/1/I/L: codes are read aloud and typed from screenshots.
@@ -252,6 +253,8 @@ def order_record(
             if existing is not None:
                 return _order_replay(existing, member, placed_at, amount, currency, points_to_use)
 
+            # Before anything is written: a member whose totals are full gets a 409, never an overflow (a 500).
+            member_totals_check(member, spend=amount, orders=1)
             order = Order.objects.create(
                 order_id=order_id,
                 member=member,
