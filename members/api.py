@@ -304,8 +304,8 @@ class OrderRefundView(IdempotentPostMixin, APIView):
     class Input(serializers.Serializer):
         refund_id = _identifier_field()
         amount = DecimalStringField(
-            max_digits=12, decimal_places=2, positive=True, max_value=ORDER_AMOUNT_MAX,
-            help_text=f"Refunded amount, a decimal string. {AMOUNT_HELP}",
+            max_digits=12, decimal_places=2, positive=True,
+            help_text="Refunded amount, a decimal string; at most what is left to refund on the order.",
         )
 
     @extend_schema_serializer(component_name="RefundRecorded")

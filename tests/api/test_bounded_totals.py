@@ -48,6 +48,16 @@ def test_an_amount_above_the_largest_accepted_is_400_on_the_amount(api_client, m
     assert not Order.objects.exists()
 
 
+def test_the_largest_quantity_is_taken_and_one_more_is_400(api_client, member):
+    largest = api_client.post("/api/v1/orders/", _order("o-1", member.external_id, "10.00",
+                                                       quantity=limits.ORDER_QUANTITY_MAX), format="json")
+    over = api_client.post("/api/v1/orders/", _order("o-2", member.external_id, "10.00",
+                                                    quantity=limits.ORDER_QUANTITY_MAX + 1), format="json")
+
+    assert largest.status_code == 201
+    assert over.status_code == 400 and "quantity" in over.json()["errors"]
+
+
 def test_the_order_count_at_its_column_maximum_refuses_the_next_order_with_409(api_client, member):
     Member.objects.filter(pk=member.pk).update(order_count=limits.ORDER_COUNT_MAX)
 
@@ -77,6 +87,17 @@ def test_a_refund_at_the_largest_amount_is_recorded(api_client, member):
     assert Decimal(response.json()["order_refunded_amount"]) == limits.ORDER_AMOUNT_MAX
 
 
+def test_a_stored_order_above_todays_largest_amount_is_refunded_in_full(api_client, order_factory, member):
+    amount = limits.ORDER_AMOUNT_MAX * 10  # recorded before the limit, as the column allows
+    order_factory(order_id="old-1", customer_id=member.external_id, amount=amount)
+
+    response = api_client.post("/api/v1/orders/old-1/refunds/", {"refund_id": "r-1", "amount": str(amount)},
+                               format="json")
+
+    assert response.status_code == 201
+    assert response.json()["order_status"] == "refunded"
+
+
 def test_a_redemption_whose_points_would_overflow_their_column_is_400(api_client, member):
     Reward.objects.create(code="car", name="Car", points_cost=2_000_000_000)
     points_earn(member=member, amount=10**10, idempotency_key="rich")
@@ -95,4 +116,3 @@ def test_the_schema_states_the_largest_amount_and_quantity(client):
     order = schemas["OrderInput"]["properties"]
     assert str(limits.ORDER_AMOUNT_MAX) in order["amount"]["description"]
     assert order["quantity"]["maximum"] == limits.ORDER_QUANTITY_MAX
-    assert str(limits.ORDER_AMOUNT_MAX) in schemas["RefundInput"]["properties"]["amount"]["description"]
