@@ -34,9 +34,14 @@ BIRTHDAY_HELP = "From 1900-01-01 to today (the site's date)."
 AMOUNT_HELP = f"At most {ORDER_AMOUNT_MAX}."
 
 
+def birthday_in_range(value: date) -> bool:
+    """From 1900-01-01 to today: earlier or later is a typing slip (year 1, 9999), not a customer."""
+    return BIRTHDAY_EARLIEST <= value <= timezone.localdate()
+
+
 def birthday_validator(value: date | None) -> None:
-    """A birthday from 1900-01-01 to today: earlier or later is a typing slip (year 1, 9999), not a customer."""
-    if value is not None and not (BIRTHDAY_EARLIEST <= value <= timezone.localdate()):
+    """birthday_in_range as a validator (model field, API serializer, admin form, member import)."""
+    if value is not None and not birthday_in_range(value):
         raise ValidationError(
             _("Enter a birthday from %(earliest)s to today.") % {"earliest": BIRTHDAY_EARLIEST.isoformat()},
             code="birthday_out_of_range",

@@ -11,6 +11,8 @@ from members.models import Member, Order
 from points.models import Reward
 from points.services import points_earn
 
+from tests.factories import legacy_member
+
 pytestmark = pytest.mark.django_db
 
 # Each allowed special character, inside an id (an id begins with a letter or digit).
@@ -96,7 +98,7 @@ def test_the_schema_states_the_identifier_pattern_on_each_id_field(client):
 
 
 def test_a_stored_member_whose_id_holds_a_slash_stays_reachable(api_client, member_factory):
-    legacy = member_factory(external_id="shop/42")
+    legacy = legacy_member(member_factory, "shop/42")
     points_earn(member=legacy, amount=10, idempotency_key="legacy-gift")
 
     detail = api_client.get("/api/v1/members/shop/42/")

@@ -12,6 +12,8 @@ from members.limits import BIRTHDAY_EARLIEST, ORDER_AMOUNT_MAX
 from members.models import ImportRowError, Member, Order
 from members.resources import MemberResource
 
+from tests.factories import legacy_member
+
 pytestmark = pytest.mark.django_db
 
 TOO_EARLY = ["0001-01-01", "1899-12-31"]
@@ -98,7 +100,7 @@ def test_the_member_import_refuses_an_id_outside_the_character_set_with_a_row_er
 
 
 def test_the_member_import_still_updates_a_stored_member_whose_id_is_outside_the_set(member_factory):
-    member_factory(external_id="legacy/1", region="")
+    legacy_member(member_factory, "legacy/1")
 
     result = MemberResource().import_data(
         _member_rows(("legacy/1", "Shanghai"), headers=("external_id", "region")), dry_run=False
@@ -132,7 +134,7 @@ def test_the_order_import_refuses_ids_outside_the_character_set_with_row_errors(
 
 
 def test_the_order_import_takes_orders_of_a_stored_member_whose_id_is_outside_the_set(tmp_path, member_factory):
-    member_factory(external_id="legacy/1")
+    legacy_member(member_factory, "legacy/1")
 
     report = orders_import(path=_orders_file(tmp_path, ("o-1", "legacy/1", _placed(), "10.00")), workers=1)
 
@@ -158,3 +160,49 @@ def test_the_admin_points_adjustment_form_refuses_an_amount_beyond_its_bound():
 
     assert not too_many.is_valid() and "amount" in too_many.errors
     assert not too_few.is_valid() and "amount" in too_few.errors
+
+
+# --- The service: every way in that creates a member -----------------------------------------------------------------
+
+def test_member_register_refuses_to_create_a_member_whose_id_is_outside_the_set():
+    from members.errors import InvalidInput
+    from members.services import member_register
+
+    with pytest.raises(InvalidInput) as refused:
+        member_register(external_id="a/b")
+
+    assert refused.value.field == "external_id"
+    assert not Member.objects.exists()
+
+
+def test_member_register_still_updates_a_stored_member_whose_id_is_outside_the_set(member_factory):
+    from members.services import member_register
+
+    legacy_member(member_factory, "legacy/1")
+
+    member, created = member_register(external_id="legacy/1", region="Shanghai")
+
+    assert not created and member.region == "Shanghai"
+
+
+def test_member_register_refuses_a_birthday_outside_the_range(member):
+    from members.errors import InvalidInput
+    from members.services import member_register
+
+    with pytest.raises(InvalidInput) as refused:
+        member_register(external_id=member.external_id, birthday=date(1, 1, 1))
+
+    assert refused.value.field == "birthday"
+
+
+def test_the_opening_balances_import_refuses_a_new_customer_id_outside_the_set_with_a_row_error(tmp_path):
+    from points.opening_balances import balances_import
+
+    path = tmp_path / "balances.csv"
+    path.write_text("customer_id,points\na/b,100\nok-1,100\n")
+
+    report = balances_import(path=path)
+
+    assert report.failed == 1
+    assert list(Member.objects.values_list("external_id", flat=True)) == ["ok-1"]
+    assert "a/b" in ImportRowError.objects.get().reference
