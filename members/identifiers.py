@@ -10,8 +10,8 @@ collapse as dot segments, and no leading `-`, `@`, `+` or `=` a spreadsheet woul
 Creating something with an id outside the set is refused: 400 in the API (the schema states the pattern), a form
 error in the admin, a row error in the imports. Ids stored before the rule stay reachable: lookups (a path, an
 order's customer_id, an import row of an existing member) do not check the set, and the API's per-member routes take
-a `/` inside the id (`<path:external_id>` in config/urls.py; an old id ending in "/transactions" and the like is the
-one that cannot be told from a sub-resource).
+a `/` inside the id (`<stored_id:external_id>` in config/urls.py; an old id ending in "/transactions" and the like is
+the one that cannot be told from a sub-resource).
 """
 import re
 
@@ -50,3 +50,17 @@ validate_identifier = IdentifierValidator()
 
 def identifier_is_valid(value) -> bool:
     return isinstance(value, str) and _IDENTIFIER_RE.fullmatch(value) is not None
+
+
+class StoredIdConverter:
+    """A URL path converter for an id as stored, whatever it holds: `/` (ids from before the character set) and line
+    breaks too, which Django's `path` converter would not match, leaving the request to an HTML 404 instead of the
+    API's JSON `member_not_found`/`order_not_found`."""
+
+    regex = r"[\s\S]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value

@@ -109,3 +109,13 @@ def test_a_stored_member_whose_id_holds_a_slash_stays_reachable(api_client, memb
     assert transactions.status_code == 200 and len(transactions.json()["results"]) == 1
     assert order.status_code == 201
     assert Decimal(api_client.get("/api/v1/members/shop/42/").json()["lifetime_spend"]) == Decimal("10.00")
+
+
+@pytest.mark.parametrize("encoded", ["%0AG", "a%0A", "a%2Fb%0Ac"])
+def test_an_id_with_a_line_break_in_the_path_is_a_json_404(api_client, encoded):
+    member = api_client.get(f"/api/v1/members/{encoded}/")
+    refund = api_client.post(f"/api/v1/orders/{encoded}/refunds/", {"refund_id": "r-1", "amount": "1.00"},
+                             format="json")
+
+    assert (member.status_code, member.json()["code"]) == (404, "member_not_found")
+    assert (refund.status_code, refund.json()["code"]) == (404, "order_not_found")
