@@ -21,11 +21,10 @@ from django.utils.deconstruct import deconstructible
 from django.utils.translation import gettext_lazy as _
 
 IDENTIFIER_MAX_LENGTH = 64
+IDENTIFIER_FIRST = "A-Za-z0-9"  # as regex class contents
+IDENTIFIER_CHARACTERS = "A-Za-z0-9._~:@-"
 # ECMA 262 and Python alike: the OpenAPI schema states it as it is.
-IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._~:@-]{0,63}$"
-# The same for a database regex (PostgreSQL's `~`, Django's REGEXP on SQLite): \Z, as `$` also matches before a
-# final line break in Python.
-IDENTIFIER_SQL_PATTERN = IDENTIFIER_PATTERN[:-1] + r"\Z"
+IDENTIFIER_PATTERN = f"^[{IDENTIFIER_FIRST}][{IDENTIFIER_CHARACTERS}]{{0,{IDENTIFIER_MAX_LENGTH - 1}}}$"
 IDENTIFIER_HELP = "1-64 characters: letters, digits and . _ ~ : @ - (beginning with a letter or digit)."
 
 

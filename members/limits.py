@@ -39,13 +39,14 @@ def birthday_in_range(value: date) -> bool:
     return BIRTHDAY_EARLIEST <= value <= timezone.localdate()
 
 
+def birthday_range_message() -> str:
+    return _("Enter a birthday from %(earliest)s to today.") % {"earliest": BIRTHDAY_EARLIEST.isoformat()}
+
+
 def birthday_validator(value: date | None) -> None:
     """birthday_in_range as a validator (model field, API serializer, admin form, member import)."""
     if value is not None and not birthday_in_range(value):
-        raise ValidationError(
-            _("Enter a birthday from %(earliest)s to today.") % {"earliest": BIRTHDAY_EARLIEST.isoformat()},
-            code="birthday_out_of_range",
-        )
+        raise ValidationError(birthday_range_message(), code="birthday_out_of_range")
 
 
 def member_totals_check(member, *, spend: Decimal = Decimal(0), orders: int = 0, points: int = 0) -> None:

@@ -34,7 +34,7 @@ from .errors import (
     UnsupportedCurrency,
 )
 from .identifiers import IdentifierValidator, identifier_is_valid
-from .limits import birthday_in_range, member_totals_check
+from .limits import birthday_in_range, birthday_range_message, member_totals_check
 from .models import Member, Order, OrderRefund
 
 # No 0/O/1/I/L: codes are read aloud and typed from screenshots.
@@ -157,7 +157,7 @@ def member_register(
     """
     profile = {field: value for field, value in locals().items() if field in PROFILE_FIELDS and value is not None}
     if birthday is not None and not birthday_in_range(birthday):
-        raise InvalidInput(_("Enter a birthday from 1900-01-01 to today."), field="birthday")
+        raise InvalidInput(birthday_range_message(), field="birthday")
     # Two storefront requests may register the same customer at once: the loser of the insert race retries as an update.
     for attempt in range(3):
         try:

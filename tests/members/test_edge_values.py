@@ -206,3 +206,29 @@ def test_the_opening_balances_import_refuses_a_new_customer_id_outside_the_set_w
     assert report.failed == 1
     assert list(Member.objects.values_list("external_id", flat=True)) == ["ok-1"]
     assert "a/b" in ImportRowError.objects.get().reference
+
+
+def test_an_order_import_row_breaking_several_edge_rules_lists_every_reason(tmp_path):
+    path = _orders_file(tmp_path, ("o/1", "c 1", _placed(), str(ORDER_AMOUNT_MAX + 1)))
+
+    report = orders_import(path=path, workers=1)
+
+    assert report.failed == 1
+    reason = ImportRowError.objects.get().reason
+    assert reason.startswith("order_id has characters")
+    assert "; customer_id has characters" in reason and reason.endswith(f"amount too large (at most {ORDER_AMOUNT_MAX})")
+
+
+@pytest.mark.parametrize("code, valid", [("mug-2024", True), ("gift_card", True), ("-mug", False), ("_mug", False)])
+def test_a_reward_code_follows_the_identifier_character_set(code, valid):
+    from django.core.exceptions import ValidationError
+
+    from points.models import Reward
+
+    reward = Reward(code=code, name="Mug", points_cost=10)
+    try:
+        reward.full_clean()
+    except ValidationError as error:
+        assert not valid and "code" in error.message_dict
+    else:
+        assert valid
