@@ -309,6 +309,9 @@ SPECTACULAR_SETTINGS = {
 LOYALTY_CURRENCY = env("LOYALTY_CURRENCY", default="CNY")
 # Base earning rate before the tier multiplier: points per currency unit of the paid amount (rounded down).
 LOYALTY_POINTS_PER_CURRENCY_UNIT = Decimal(env("LOYALTY_POINTS_PER_CURRENCY_UNIT", default="1"))
+# The largest amount one order may have (API: 400, import: a row error). The default leaves room for ten thousand such
+# orders in a member's lifetime spend; raise it for a currency of small units. At most 9999999999.99 (the column).
+LOYALTY_ORDER_AMOUNT_MAX = Decimal(env("LOYALTY_ORDER_AMOUNT_MAX", default="99999999.99"))
 # Growth value per currency unit, interaction weights, daily caps, excluded categories, the qualification window,
 # grace and downgrade steps are the tier rules, edited by staff in the admin (tiers.models), not settings.
 # Expiry, pending days, returns policy, cash deduction and the value of a point are the points policy, edited by

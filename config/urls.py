@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
@@ -9,29 +9,34 @@ from campaigns.dashboard import dashboard_csv_view
 from members import privacy_api
 from members.api_index import ApiIndexView
 from points import api as points_api
+from members.identifiers import StoredIdConverter
 from tiers import api as tiers_api
+
+register_converter(StoredIdConverter, "stored_id")
 
 api_v1 = [
     path("members/", members_api.MemberRegisterView.as_view(), name="member-register"),
-    path("members/<str:external_id>/", members_api.MemberDetailView.as_view(), name="member-detail"),
     path(
-        "members/<str:external_id>/transactions/",
+        "members/<stored_id:external_id>/transactions/",
         points_api.MemberTransactionsView.as_view(),
         name="member-transactions",
     ),
-    path("members/<str:external_id>/points-quote/", points_api.PointsQuoteView.as_view(), name="member-points-quote"),
-    path("members/<str:external_id>/export/", privacy_api.MemberExportView.as_view(), name="member-export"),
-    path("members/<str:external_id>/anonymise/", privacy_api.MemberAnonymiseView.as_view(), name="member-anonymise"),
+    path("members/<stored_id:external_id>/points-quote/", points_api.PointsQuoteView.as_view(), name="member-points-quote"),
+    path("members/<stored_id:external_id>/export/", privacy_api.MemberExportView.as_view(), name="member-export"),
+    path("members/<stored_id:external_id>/anonymise/", privacy_api.MemberAnonymiseView.as_view(), name="member-anonymise"),
     path("orders/", members_api.OrderRecordView.as_view(), name="order-record"),
-    path("orders/<str:order_id>/refunds/", members_api.OrderRefundView.as_view(), name="order-refund"),
+    path("orders/<stored_id:order_id>/refunds/", members_api.OrderRefundView.as_view(), name="order-refund"),
     path("tiers/", tiers_api.TierListView.as_view(), name="tier-list"),
     path("rewards/", points_api.RewardListView.as_view(), name="reward-list"),
     path("redemptions/", points_api.RedemptionCreateView.as_view(), name="redemption-create"),
     # Engagement (campaigns.engagement)
-    path("members/<str:external_id>/coupons/", engagement_api.MemberCouponsView.as_view(), name="member-coupons"),
-    path("members/<str:external_id>/check-ins/", engagement_api.CheckInView.as_view(), name="member-check-ins"),
-    path("members/<str:external_id>/events/", engagement_api.EventCreateView.as_view(), name="member-events"),
-    path("members/<str:external_id>/badges/", engagement_api.MemberBadgesView.as_view(), name="member-badges"),
+    path("members/<stored_id:external_id>/coupons/", engagement_api.MemberCouponsView.as_view(), name="member-coupons"),
+    path("members/<stored_id:external_id>/check-ins/", engagement_api.CheckInView.as_view(), name="member-check-ins"),
+    path("members/<stored_id:external_id>/events/", engagement_api.EventCreateView.as_view(), name="member-events"),
+    path("members/<stored_id:external_id>/badges/", engagement_api.MemberBadgesView.as_view(), name="member-badges"),
+    # Last of the members/ routes, and <stored_id:...> throughout: an id stored before the character set of
+    # members.identifiers may hold "/" ("shop/42"), and stays reachable (members/shop/42/transactions/ is that member's).
+    path("members/<stored_id:external_id>/", members_api.MemberDetailView.as_view(), name="member-detail"),
     path("leaderboard/", engagement_api.LeaderboardView.as_view(), name="leaderboard"),
 ]
 

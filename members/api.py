@@ -12,6 +12,8 @@ from config.idempotency import IdempotentPostMixin
 from config.schema import ErrorSerializer, error_responses  # noqa: F401 (ErrorSerializer: re-exported, as before)
 
 from .errors import OrderNotFound
+from .identifiers import IDENTIFIER_HELP, IDENTIFIER_MAX_LENGTH, validate_identifier
+from .limits import AMOUNT_HELP, BIRTHDAY_HELP, ORDER_AMOUNT_MAX, ORDER_QUANTITY_MAX, birthday_validator
 from .models import ActivityStatus, ApiScope, RfmSegment
 from .selectors import member_detail, member_get
 from .services import member_register, order_record, order_refund
@@ -147,16 +149,25 @@ class MemberDetailOutput(serializers.Serializer):
 
 
 
+def _identifier_field(help_text: str = "") -> serializers.CharField:
+    """A new id: the one character set of members.identifiers (the schema states its pattern)."""
+    return serializers.CharField(
+        max_length=IDENTIFIER_MAX_LENGTH, validators=[validate_identifier], help_text=f"{help_text} {IDENTIFIER_HELP}".strip()
+    )
+
+
 class MemberRegisterView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.MEMBERS
 
     @extend_schema_serializer(component_name="MemberRegistration")
     class Input(serializers.Serializer):
-        external_id = serializers.CharField(max_length=64)
+        external_id = _identifier_field()
         email = serializers.EmailField(required=False, allow_blank=True)
         phone = serializers.CharField(max_length=32, required=False, allow_blank=True)
         name = serializers.CharField(max_length=150, required=False, allow_blank=True)
-        birthday = serializers.DateField(required=False, allow_null=True)
+        birthday = serializers.DateField(
+            required=False, allow_null=True, validators=[birthday_validator], help_text=BIRTHDAY_HELP
+        )
         region = serializers.CharField(max_length=64, required=False, allow_blank=True)
         email_opt_in = serializers.BooleanField(required=False)
         sms_opt_in = serializers.BooleanField(required=False)
@@ -203,14 +214,17 @@ class OrderRecordView(IdempotentPostMixin, APIView):
 
     @extend_schema_serializer(component_name="OrderInput")
     class Input(serializers.Serializer):
-        order_id = serializers.CharField(max_length=64)
+        order_id = _identifier_field()
         customer_id = serializers.CharField(max_length=64, help_text="The member's external_id.")
         placed_at = ApiDateTimeField(
             help_text="ISO 8601, from 1970 to 2999. Without an offset, the site time zone (TIME_ZONE) is assumed."
         )
-        amount = DecimalStringField(max_digits=12, decimal_places=2, help_text="Paid amount, as a decimal string.")
+        amount = DecimalStringField(
+            max_digits=12, decimal_places=2, max_value=ORDER_AMOUNT_MAX,
+            help_text=f"Paid amount, as a decimal string. {AMOUNT_HELP}",
+        )
         currency = serializers.CharField(min_length=3, max_length=3, default=settings.LOYALTY_CURRENCY)
-        quantity = serializers.IntegerField(min_value=1, max_value=1_000_000, default=1)
+        quantity = serializers.IntegerField(min_value=1, max_value=ORDER_QUANTITY_MAX, default=1)
         category = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
         channel = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
         points_to_use = serializers.IntegerField(
@@ -261,7 +275,7 @@ class OrderRecordView(IdempotentPostMixin, APIView):
                     404: ["member_not_found"],
                     409: [
                         "order_conflict", "coupon_used", "coupon_revoked", "coupon_expired", "coupon_not_yet_valid",
-                        "coupon_min_spend", "insufficient_points", "member_blocked",
+                        "coupon_min_spend", "insufficient_points", "member_blocked", "member_totals_limit",
                     ],
                 },
             ),
@@ -288,9 +302,10 @@ class OrderRefundView(IdempotentPostMixin, APIView):
 
     @extend_schema_serializer(component_name="RefundInput")
     class Input(serializers.Serializer):
-        refund_id = serializers.CharField(max_length=64)
+        refund_id = _identifier_field()
         amount = DecimalStringField(
-            max_digits=12, decimal_places=2, positive=True, help_text="Refunded amount, a decimal string."
+            max_digits=12, decimal_places=2, positive=True,
+            help_text="Refunded amount, a decimal string; at most what is left to refund on the order.",
         )
 
     @extend_schema_serializer(component_name="RefundRecorded")

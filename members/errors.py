@@ -71,3 +71,10 @@ class RefundExceedsOrder(InvalidInput):
 class RefundConflict(Conflict):
     code = "refund_conflict"
     default_detail = _("A refund with this id was already recorded with different data.")
+
+
+class MemberTotalsLimit(Conflict):
+    """One more order (or points credit) would take a member's totals past what their columns hold (members.limits)."""
+
+    code = "member_totals_limit"
+    default_detail = _("This member's totals have reached the most the programme can record; nothing was recorded.")

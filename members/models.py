@@ -13,6 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
+from .identifiers import IDENTIFIER_MAX_LENGTH, validate_identifier
+from .limits import birthday_validator
+
 
 class RfmSegment(models.TextChoices):
     """The named RFM segments; members.rfm.SEGMENT_GRID says which (recency, frequency-monetary) scores make each."""
@@ -57,13 +60,15 @@ class Member(models.Model):
     RfmSegment = RfmSegment
     ActivityStatus = ActivityStatus
 
+    # Validators check what is created (admin, imports); members stored before the character set keep their id.
     external_id = models.CharField(
-        _("storefront customer id"), max_length=64, unique=True, help_text=_("The customer's id in the shop system.")
+        _("storefront customer id"), max_length=IDENTIFIER_MAX_LENGTH, unique=True,
+        help_text=_("The customer's id in the shop system."), validators=[validate_identifier],
     )
     email = models.EmailField(_("email"), blank=True)
     phone = models.CharField(_("phone"), max_length=32, blank=True)
     name = models.CharField(_("name"), max_length=150, blank=True)
-    birthday = models.DateField(_("birthday"), null=True, blank=True)
+    birthday = models.DateField(_("birthday"), null=True, blank=True, validators=[birthday_validator])
     region = models.CharField(_("region"), max_length=64, blank=True)
     joined_at = models.DateTimeField(_("joined at"), default=timezone.now)
 
@@ -198,7 +203,9 @@ class Order(models.Model):
         REFUNDED = "refunded", _("refunded")
         CANCELLED = "cancelled", _("cancelled")
 
-    order_id = models.CharField(_("order id"), max_length=64, unique=True)
+    order_id = models.CharField(
+        _("order id"), max_length=IDENTIFIER_MAX_LENGTH, unique=True, validators=[validate_identifier]
+    )
     # No index of its own: order_member_placed_idx (member, -placed_at) serves every lookup by member, and one index
     # fewer is one less to maintain on each of millions of imported orders.
     member = models.ForeignKey(
@@ -255,7 +262,9 @@ class OrderRefund(models.Model):
     """One refund of (part of) an order, idempotent by the storefront's refund_id. The points and growth columns
     record what the refund handlers took back or gave back, so a repeated post answers with the same figures."""
 
-    refund_id = models.CharField(_("refund id"), max_length=64, unique=True)
+    refund_id = models.CharField(
+        _("refund id"), max_length=IDENTIFIER_MAX_LENGTH, unique=True, validators=[validate_identifier]
+    )
     order = models.ForeignKey(Order, verbose_name=_("order"), on_delete=models.PROTECT, related_name="refunds")
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
     points_clawed_back = models.BigIntegerField(_("points clawed back"), default=0)

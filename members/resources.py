@@ -148,7 +148,8 @@ class MemberResource(resources.ModelResource):
         """The model's own checks (email, lengths, a customer id) on the profile columns only: referral code, tier
         and balances are the services' business, and member_register settles uniqueness."""
         errors = dict(import_validation_errors or {})
-        checked = {"external_id", *PROFILE_FIELDS}
+        # A stored member's id is not checked against the character set: members from before it stay importable.
+        checked = {*PROFILE_FIELDS} if instance.pk else {"external_id", *PROFILE_FIELDS}
         exclude = [f.name for f in Member._meta.concrete_fields if f.name not in checked] + list(errors)
         try:
             instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)

@@ -33,6 +33,8 @@ from .errors import (
     UnknownReferralCode,
     UnsupportedCurrency,
 )
+from .identifiers import IdentifierValidator, identifier_is_valid
+from .limits import birthday_in_range, birthday_range_message, member_totals_check
 from .models import Member, Order, OrderRefund
 
 # No 0/O/1/I/L: codes are read aloud and typed from screenshots.
@@ -154,6 +156,8 @@ def member_register(
     `referral_code` is the code of the member who referred this one; it only counts when the member is created.
     """
     profile = {field: value for field, value in locals().items() if field in PROFILE_FIELDS and value is not None}
+    if birthday is not None and not birthday_in_range(birthday):
+        raise InvalidInput(birthday_range_message(), field="birthday")
     # Two storefront requests may register the same customer at once: the loser of the insert race retries as an update.
     for attempt in range(3):
         try:
@@ -187,6 +191,10 @@ def _member_update_profile(member: Member, profile: dict) -> list[str]:
 
 
 def _member_create(external_id: str, profile: dict, referral_code: str | None, joined_at: datetime | None) -> Member:
+    # Every way in (API, admin, the imports) creates through here: no new id outside the character set. Stored ids
+    # from before it are only updated, above.
+    if not identifier_is_valid(external_id):
+        raise InvalidInput(str(IdentifierValidator.message), field="external_id")
     referrer = None
     if referral_code:
         referrer = Member.objects.filter(referral_code=referral_code.strip().upper()).first()
@@ -252,6 +260,8 @@ def order_record(
             if existing is not None:
                 return _order_replay(existing, member, placed_at, amount, currency, points_to_use)
 
+            # Before anything is written: a member whose totals are full gets a 409, never an overflow (a 500).
+            member_totals_check(member, spend=amount, orders=1)
             order = Order.objects.create(
                 order_id=order_id,
                 member=member,

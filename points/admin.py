@@ -35,6 +35,7 @@ from members.admin import (
     member_admin_inline,
 )
 from members.errors import DomainError
+from members.limits import POINTS_ADJUSTMENT_MAX
 from members.console.big_tables import BigTableAdminMixin
 
 from .approvals import (
@@ -315,8 +316,10 @@ class AdjustPointsForm(forms.Form):
     # The largest adjustment (absolute value) this staff member may make; None: no limit. Set by adjust_points_form.
     limit: int | None = None
 
+    # Bounded: a slip of the keyboard must not overflow the points columns (a 500) nor credit billions.
     amount = forms.IntegerField(
-        label=_("Points"), help_text=_("Positive to credit, negative to take away (never more than available).")
+        label=_("Points"), help_text=_("Positive to credit, negative to take away (never more than available)."),
+        min_value=-POINTS_ADJUSTMENT_MAX, max_value=POINTS_ADJUSTMENT_MAX,
     )
     reason = forms.CharField(label=_("Reason"), max_length=500, help_text=_("Recorded on the transaction."))
     # One token per form shown: a double-submitted confirmation adjusts once.

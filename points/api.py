@@ -174,7 +174,7 @@ class RedemptionCreateView(IdempotentPostMixin, APIView):
                 404,
                 409,
                 codes={
-                    400: ["invalid", "invalid_idempotency_key", "domain_error"],
+                    400: ["invalid", "invalid_idempotency_key", "redemption_too_large", "domain_error"],
                     404: ["member_not_found", "reward_not_found"],
                     409: [
                         "insufficient_points", "out_of_stock", "member_limit_reached", "tier_too_low",

@@ -57,3 +57,9 @@ class InvalidDeduction(InvalidInput):
 
 class InvalidAdjustment(InvalidInput):
     code = "invalid_adjustment"
+
+
+class RedemptionTooLarge(InvalidInput):
+    code = "redemption_too_large"
+    default_detail = _("This many of this reward cost more points than one redemption can record; redeem fewer.")
+    field = "quantity"

@@ -35,6 +35,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from members.identifiers import validate_identifier
+
 
 class PointsTransaction(models.Model):
     class Kind(models.TextChoices):
@@ -230,7 +232,8 @@ class Reward(models.Model):
         SERVICE = "service", _("service")
         CHARITY = "charity", _("charity donation")
 
-    code = models.SlugField(_("code"), max_length=64, unique=True)
+    # A slug in the one id character set (members.identifiers): no leading "-" or "_".
+    code = models.SlugField(_("code"), max_length=64, unique=True, validators=[validate_identifier])
     name = models.CharField(_("name"), max_length=150)
     description = models.TextField(_("description"), blank=True)
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.GIFT)

@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy
 
 from config.i18n import stored_text
 from members.errors import InvalidInput
+from members.limits import INTEGER_MAX, member_totals_check
 from members.models import Member
 from members.services import OrderRecorded, OrderRefunded, member_lock
 from members.webhooks import services as webhooks
@@ -38,6 +39,7 @@ from .errors import (
     InvalidDeduction,
     MemberBlocked,
     RedemptionNotFound,
+    RedemptionTooLarge,
     RewardLimitReached,
     RewardNotFound,
     RewardOutOfStock,
@@ -376,6 +378,8 @@ def reward_redeem(
             now = timezone.now()
             _reward_check_eligible(member=member, reward=reward, quantity=quantity, now=now)
             cost = reward.points_cost * quantity
+            if cost > INTEGER_MAX:  # Redemption.points is a 32-bit column: refuse rather than overflow (a 500)
+                raise RedemptionTooLarge()
             _member_settle(member, now)
             if member.points_balance < cost:
                 raise InsufficientPoints(
@@ -681,6 +685,7 @@ def _lot_open(
 ) -> PointsTransaction:
     """Append a credit lot. Outstanding debt (from refunds) is paid off first, so the lot keeps only what is left."""
     debt_paid = min(amount, member.points_debt)
+    member_totals_check(member, points=amount - debt_paid)  # a 409, not a bigint overflow
     lot = PointsTransaction.objects.create(
         member=member,
         kind=kind,

@@ -25,6 +25,15 @@ class MemberFactory(factory.django.DjangoModelFactory):
         return member
 
 
+def legacy_member(member_factory, external_id: str) -> Member:
+    """A member stored before the id character set (members.identifiers), whose id is outside it: registered, then
+    renamed in the database as such a row would be."""
+    member = member_factory()
+    Member.objects.filter(pk=member.pk).update(external_id=external_id)
+    member.refresh_from_db()
+    return member
+
+
 class OrderFactory(factory.django.DjangoModelFactory):
     """Records through `order_record`, so points, growth and tier follow as they would from the API.
     Pass `customer_id` (a member's external_id)."""

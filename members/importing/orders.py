@@ -42,6 +42,7 @@ from django.db.models import F
 from ..models import ImportRun, ImportRunMember
 from ..rfm import rfm_refresh_after_import
 from ..services import ORDER_CLOCK_SKEW, REFERRAL_ALPHABET, REFERRAL_CODE_LENGTH, configured_hooks, history_importing
+from .edges import staged_rows_check_edges
 from .reading import (
     FIELDS,
     ID_MAX_LENGTH,
@@ -286,6 +287,7 @@ def _import_block(context: _Context, first_line: int, block: bytes, strict: bool
             cursor.execute("DELETE FROM import_rows")
         if not _stage_by_copy(context, first_line, block):
             _stage_in_python(context, first_line, block)
+        staged_rows_check_edges()
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 # Temporary tables get no statistics from autovacuum: without them the planner guesses a few rows

@@ -106,6 +106,7 @@ def test_conflicts_list_their_domain_codes(client):
 def test_request_text_fields_state_that_nul_is_refused_and_decimals_their_exact_format(client):
     schemas = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["components"]["schemas"]
 
-    assert schemas["OrderInput"]["properties"]["order_id"]["pattern"] == r"^[^\u0000]*\S[^\u0000]*$"
+    # (order_id now states the identifier character set: tests/api/test_identifiers_api.py)
+    assert schemas["OrderInput"]["properties"]["customer_id"]["pattern"] == r"^[^\u0000]*\S[^\u0000]*$"
     assert schemas["MemberRegistration"]["properties"]["name"]["pattern"] == r"^[^\u0000]*$"
     assert schemas["OrderInput"]["properties"]["amount"]["pattern"] == r"^(?:0|[1-9][0-9]{0,9})(?:\.[0-9]{1,2})?$"
