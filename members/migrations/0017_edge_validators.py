@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('members', '0014_big_table_indexes'),
+        ('members', '0016_idempotency_purge_schedule'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('points', '0007_big_table_indexes'),
+        ('points', '0008_ledger_guard_sqlite_deletes'),
     ]
 
     operations = [
