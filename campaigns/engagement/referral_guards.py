@@ -133,16 +133,25 @@ def _queue_referrer_reversal(referral_id: int) -> None:
     reverse_referrer.delay(referral_id=referral_id)
 
 
+def referrer_and_referral_locked(referral_id: int) -> tuple[Member, Referral] | None:
+    """Lock the referrer's member row, then the referral row (the order every referrer-side writer takes, so a reward
+    and a reversal of one referral cannot deadlock). None if the referral does not exist. Inside a transaction."""
+    referrer_id = Referral.objects.filter(pk=referral_id).values_list("referrer_id", flat=True).first()
+    if referrer_id is None:
+        return None
+    referrer = Member.objects.select_for_update(no_key=True).get(pk=referrer_id)
+    return referrer, Referral.objects.select_for_update().get(pk=referral_id)
+
+
 def referral_reverse_referrer(*, referral_id: int) -> Referral | None:
     """Take back the referrer's reward of a reversed referral, in its own transaction (referrer locked first, then the
     referral row), once: the bonus points (into debt if already spent, under the returns policy "debt") and the
     referral growth. Idempotent; returns the referral (None if it does not exist)."""
     with transaction.atomic():
-        referrer_id = Referral.objects.filter(pk=referral_id).values_list("referrer_id", flat=True).first()
-        if referrer_id is None:
+        locked = referrer_and_referral_locked(referral_id)
+        if locked is None:
             return None
-        referrer = Member.objects.select_for_update(no_key=True).get(pk=referrer_id)
-        referral = Referral.objects.select_for_update().get(pk=referral_id)
+        referrer, referral = locked
         if referral.status != Status.REVERSED or referral.referrer_reversed_at is not None:
             return referral
         _claw_back_side(referral=referral, member=referrer, role="referrer")

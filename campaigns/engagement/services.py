@@ -71,6 +71,7 @@ from .referral_guards import (  # noqa: F401  (re-exported: LOYALTY_REFUND_HANDL
     ReferralReversed,
     referral_on_refund,
     referral_reverse_referrer,
+    referrer_and_referral_locked,
     referrer_cap_refusal,
 )
 from .selectors import checkin_rule, local_day, referral_rule
@@ -380,11 +381,10 @@ def referral_reward_referrer(*, referral_id: int) -> Referral | None:
     row), once: points by the amount fixed when the referral was rewarded, growth by the referral growth rule, then
     badges. A blocked referrer gets nothing. Idempotent; returns the referral (None if it does not exist)."""
     with transaction.atomic():
-        referrer_id = Referral.objects.filter(pk=referral_id).values_list("referrer_id", flat=True).first()
-        if referrer_id is None:
+        locked = referrer_and_referral_locked(referral_id)
+        if locked is None:
             return None
-        referrer = Member.objects.select_for_update(no_key=True).get(pk=referrer_id)
-        referral = Referral.objects.select_for_update().get(pk=referral_id)
+        referrer, referral = locked
         if referral.status != Referral.Status.REWARDED or referral.referrer_rewarded_at is not None:
             return referral
         reference = f"referral:{referral.referee_id}"
