@@ -166,7 +166,7 @@ class EventCreateView(IdempotentPostMixin, APIView):
         reference = serializers.CharField(
             max_length=64, help_text="The thing's id in the shop (review id, shared URL...): one reward per reference."
         )
-        occurred_at = ApiDateTimeField(required=False, help_text="ISO 8601, from 1970. Default: now.")
+        occurred_at = ApiDateTimeField(required=False, help_text="ISO 8601, from 1970 to 2999. Default: now.")
 
     @extend_schema(
         operation_id="members_events",
