@@ -46,7 +46,7 @@ worker: $(VENV)/.installed
 	@test -n "$$CELERY_BROKER_URL" || { echo "Set CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0"; exit 2; }
 	$(VENV)/bin/celery -A config worker --beat --loglevel INFO
 
-# Beat alone: sends the schedules stored in the database. A second one stands by (Redis lock, config/beat.py).
+# Beat alone: sends the schedules stored in the database. A second one stands by (Redis lock, members/beat.py).
 beat: $(VENV)/.installed
 	@test -n "$$CELERY_BROKER_URL" || { echo "Set CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0"; exit 2; }
 	$(VENV)/bin/celery -A config beat --loglevel INFO

@@ -49,7 +49,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from config.i18n import stored_text
+from members.stored_text import stored_text
 from campaigns.engagement.models import Coupon
 from campaigns.engagement.services import ReferralReversed, ReferralRewarded, coupon_grant, coupon_revoke, coupon_terms
 from campaigns.engagement.errors import InvalidCoupon

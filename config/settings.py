@@ -140,7 +140,7 @@ LOYALTY_SINGLE_PROCESS = env.bool("LOYALTY_SINGLE_PROCESS", default=False)
 
 # --- Auth, i18n, static -------------------------------------------------------------------------------------------
 # django-axes first: it refuses a locked-out login before the password is checked. The storefront API authenticates
-# with API keys (config.api), never through these backends, so a lockout never touches it.
+# with API keys (members.api_auth), never through these backends, so a lockout never touches it.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
@@ -251,8 +251,8 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Schedules live in the database (django-celery-beat, edited in the admin under Jobs), in the programme's time
 # zone. The scheduler holds a Redis lock while it runs, so a second beat started by mistake sends nothing
-# (config.beat; README, "Running in production").
-CELERY_BEAT_SCHEDULER = "config.beat:SingleBeatScheduler"
+# (members.beat; README, "Running in production").
+CELERY_BEAT_SCHEDULER = "members.beat:SingleBeatScheduler"
 CELERY_BEAT_LOCK_URL = env("CELERY_BEAT_LOCK_URL", default="") or REDIS_URL or CELERY_BROKER_URL
 # The lock expires this long after the beat holding it stops refreshing it (it refreshes every few seconds); then a
 # standby beat takes over.
@@ -263,13 +263,13 @@ DJANGO_CELERY_BEAT_TZ_AWARE = True
 
 # --- API ----------------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["config.api.HasApiKeyScope"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["members.api_auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["members.api_auth.HasApiKeyScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "config.schema.ApiAutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": ["config.api.ApiKeyRateThrottle"],
-    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "members.api_schema.ApiAutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["members.api_auth.ApiKeyRateThrottle"],
+    "EXCEPTION_HANDLER": "members.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
 }

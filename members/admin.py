@@ -67,8 +67,7 @@ from unfold.widgets import (
 from django_celery_beat import admin as beat_admin
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
-# Staff users and roles in Unfold's skin; `config` is not an app, so its admin module is imported from here.
-import config.admin  # noqa: F401
+from members import staff_admin  # noqa: F401  (staff users and roles in Unfold's skin)
 from members.console.audit import AUDIT_ACTION_DATA, AUDIT_ACTION_PKS, AUDIT_CONFIRMATION_SHOWN, AuditedAdminMixin
 
 from . import tasks

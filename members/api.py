@@ -7,9 +7,9 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiDateTimeField, DecimalStringField, validate_json_types
-from config.idempotency import IdempotentPostMixin
-from config.schema import ErrorSerializer, error_responses  # noqa: F401 (ErrorSerializer: re-exported, as before)
+from members.api_fields import ApiDateTimeField, DecimalStringField, validate_json_types
+from members.idempotency import IdempotentPostMixin
+from members.api_schema import ErrorSerializer, error_responses  # noqa: F401 (ErrorSerializer: re-exported, as before)
 
 from .errors import OrderNotFound
 from .identifiers import IDENTIFIER_HELP, IDENTIFIER_MAX_LENGTH, validate_identifier

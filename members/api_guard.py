@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 
-# The code each error status has everywhere in the API (config.api.DRF_CODES), for answers no view made.
+# The code each error status has everywhere in the API (members.api_errors.DRF_CODES), for answers no view made.
 STATUS_CODES = {
     400: "bad_request",
     401: "not_authenticated",

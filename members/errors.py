@@ -1,5 +1,5 @@
 """Domain errors. Each has a stable machine-readable `code`; the API maps the family to an HTTP status
-(see config.api.exception_handler) and the admin shows `detail` as a message."""
+(see members.api_errors.exception_handler) and the admin shows `detail` as a message."""
 from django.utils.translation import gettext_lazy as _
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import uuid4
 
-from celery import Task
+from celery import Task, current_app
 from celery.schedules import crontab
 from django.conf import settings
 from django.db import transaction
@@ -238,8 +238,7 @@ class JobTask(Task):
 
 def job_tasks() -> dict[str, JobTask]:
     """The registered job tasks by name."""
-    from config.celery import app
-
+    app = current_app  # the project's Celery app (config.celery), without importing the composition root
     app.loader.import_default_modules()
     return {name: task for name, task in app.tasks.items() if isinstance(task, JobTask)}
 

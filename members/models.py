@@ -469,7 +469,7 @@ class ApiIdempotencyRecord(models.Model):
     and, once that request finished, the response to replay. `response_status` is null while the first request is
     still running (for at most its lease, `claimed_at` + LOYALTY_IDEMPOTENCY_LEASE_SECONDS). Records older than
     LOYALTY_IDEMPOTENCY_TTL_HOURS count as gone, and the daily job members.purge_idempotency_keys deletes them.
-    Written by config.idempotency."""
+    Written by members.idempotency."""
 
     api_key = models.ForeignKey(ApiKey, verbose_name=_("API key"), on_delete=models.CASCADE, related_name="+")
     key = models.CharField(_("idempotency key"), max_length=255)

@@ -6,8 +6,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.idempotency import IdempotentPostMixin
-from config.schema import error_responses
+from members.idempotency import IdempotentPostMixin
+from members.api_schema import error_responses
 
 from .api import _validated
 from .models import ApiScope

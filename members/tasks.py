@@ -5,7 +5,7 @@ from pathlib import Path
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
-from config.idempotency import PURGE_BATCH_SIZE, idempotency_purge_expired
+from members.idempotency import PURGE_BATCH_SIZE, idempotency_purge_expired
 
 from .importing.orders import orders_import
 from .jobs import Job, JobTask, day_period
@@ -55,7 +55,7 @@ def refresh_rfm(self, period: str | None = None, user_id: int | None = None) -> 
 
 @shared_task(name="members.purge_idempotency_keys", base=JobTask, bind=True)
 def purge_idempotency_keys(self, period: str | None = None, user_id: int | None = None) -> dict:
-    """Daily: the Idempotency-Key records past LOYALTY_IDEMPOTENCY_TTL_HOURS, deleted in batches (config.idempotency),
+    """Daily: the Idempotency-Key records past LOYALTY_IDEMPOTENCY_TTL_HOURS, deleted in batches (members.idempotency),
     the count kept on the JobRun. A resumed run purges as of its first claim's moment."""
 
     def work(job: Job) -> None:

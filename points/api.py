@@ -7,9 +7,9 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiCursorPagination, ApiDateTimeField, DecimalStringField, moment_in_range
-from config.idempotency import KEY_PATTERN, IdempotentPostMixin, InvalidIdempotencyKey, idempotency_key_is_valid
-from config.schema import error_responses
+from members.api_fields import ApiCursorPagination, ApiDateTimeField, DecimalStringField, moment_in_range
+from members.idempotency import KEY_PATTERN, IdempotentPostMixin, InvalidIdempotencyKey, idempotency_key_is_valid
+from members.api_schema import error_responses
 from members.api import _validated
 from members.models import ApiScope
 from members.selectors import member_get

@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from config.i18n import stored_text
+from members.stored_text import stored_text
 from members.errors import Conflict, InvalidInput, NotFound
 from members.models import Member
 from members.services import member_lock

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
-from config.i18n import stored_text
+from members.stored_text import stored_text
 from members.models import Member
 
 from .errors import MemberBlocked

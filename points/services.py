@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from config.i18n import stored_text
+from members.stored_text import stored_text
 from members.errors import InvalidInput
 from members.limits import INTEGER_MAX, member_totals_check
 from members.models import Member

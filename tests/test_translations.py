@@ -326,6 +326,6 @@ def test_api_field_errors_are_in_chinese_with_accept_language(api_client, member
     assert response.status_code == 400
     assert response.json() == {
         "code": "invalid",
-        "detail": "请求中有无效字段。",  # ours (config.api)
+        "detail": "请求中有无效字段。",  # ours (members.api_errors)
         "errors": {"amount": ["该字段是必填项。"]},  # Django REST framework's own catalogue
     }

@@ -6,9 +6,9 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApiCursorPagination, ApiDateTimeField
-from config.idempotency import IdempotentPostMixin
-from config.schema import error_responses
+from members.api_fields import ApiCursorPagination, ApiDateTimeField
+from members.idempotency import IdempotentPostMixin
+from members.api_schema import error_responses
 from members.api import _validated
 from members.models import ApiScope
 from members.selectors import member_get

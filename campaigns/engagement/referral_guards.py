@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy
 
-from config.i18n import stored_text
+from members.stored_text import stored_text
 from members.models import Member
 from members.services import OrderRefunded
 from points.models import PointsTransaction

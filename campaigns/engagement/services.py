@@ -43,7 +43,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from config.i18n import stored_text
+from members.stored_text import stored_text
 from members.errors import InvalidInput
 from members.models import Member
 from members.services import ORDER_CLOCK_SKEW, OrderRecorded, member_lock

@@ -1,4 +1,4 @@
-"""The lease of an Idempotency-Key claim: ApiIdempotencyRecord.claimed_at (config.idempotency).
+"""The lease of an Idempotency-Key claim: ApiIdempotencyRecord.claimed_at (members.idempotency).
 
 Existing rows get the migration's moment as `claimed_at` (one constant default: no rewrite of a large table): a claim
 left by a request that died before the upgrade is taken over one lease after it, rather than never.

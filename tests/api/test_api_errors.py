@@ -8,7 +8,7 @@ from django.middleware.common import CommonMiddleware
 from django.test import Client
 from rest_framework.test import APIClient
 
-from config.idempotency import request_fingerprint
+from members.idempotency import request_fingerprint
 from members.models import ApiIdempotencyRecord, Member
 from tiers.api import TierListView
 

@@ -1,4 +1,4 @@
-"""`Idempotency-Key` on every POST of /api/v1/ (config.idempotency): a repeat answers the stored response and runs
+"""`Idempotency-Key` on every POST of /api/v1/ (members.idempotency): a repeat answers the stored response and runs
 nothing again; the same key with another request is 422; keys are scoped to the API key."""
 from collections import Counter
 from datetime import timedelta
@@ -8,7 +8,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from config.idempotency import IdempotentPostMixin
+from members.idempotency import IdempotentPostMixin
 from members.models import ApiIdempotencyRecord, ApiKey, ApiScope, Member, Order
 from points.models import PointsTransaction, Redemption, Reward
 from points.services import points_earn

@@ -1,4 +1,4 @@
-"""The lease on an `Idempotency-Key` claim (config.idempotency): a request that died holding a key (its worker killed
+"""The lease on an `Idempotency-Key` claim (members.idempotency): a request that died holding a key (its worker killed
 mid-request) locks it only for LOYALTY_IDEMPOTENCY_LEASE_SECONDS; the next request with the key takes the claim over
 and runs, and the domain write stays exactly-once by its own key (order id, redemption key). A retry that finds a live
 claim answers 409 idempotency_in_progress with `Retry-After` quickly instead of holding a worker thread."""
@@ -18,7 +18,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
-from config.idempotency import IdempotencyInProgress, idempotency_claim, idempotency_store, request_fingerprint
+from members.idempotency import IdempotencyInProgress, idempotency_claim, idempotency_store, request_fingerprint
 from members.models import ApiIdempotencyRecord, ApiKey, ApiScope, Order
 from members.services import order_record
 from points.models import PointsTransaction, Redemption

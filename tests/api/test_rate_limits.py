@@ -1,4 +1,4 @@
-"""Per-API-key rate limits (config.api.ApiKeyRateThrottle): beyond the key's requests per minute, 429 `throttled`
+"""Per-API-key rate limits (members.api_auth.ApiKeyRateThrottle): beyond the key's requests per minute, 429 `throttled`
 with Retry-After; counted atomically (in Redis when REDIS_URL is set)."""
 import os
 import threading
@@ -9,7 +9,7 @@ import redis
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from config.api import ApiKeyRateThrottle, redis_client
+from members.api_auth import ApiKeyRateThrottle, redis_client
 from members.models import ApiKey, ApiScope, Member
 from tests.threads import run_together
 

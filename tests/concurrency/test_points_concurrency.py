@@ -302,7 +302,7 @@ def test_the_same_idempotency_key_posted_20_times_at_once_redeems_once_and_answe
     # When
     run = run_pool(lambda _i: post(member="retrier-1", reward="coupon-10", idempotency_key="checkout-42"), repeats)
 
-    # Then: one redemption, one debit; the first 201 stored and replayed to the 19 others (config.idempotency)
+    # Then: one redemption, one debit; the first 201 stored and replayed to the 19 others (members.idempotency)
     assert run.errors == []
     assert run.overlapped
     assert Counter(status for status, _body in run.results) == {201: repeats}

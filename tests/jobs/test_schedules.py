@@ -9,7 +9,7 @@ from django.apps import apps as django_apps
 from django.db import OperationalError
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from config import beat
+from members import beat
 from config.celery import app
 from members.jobs import BUSY_RETRY_MARGIN, LEASE, JobTask, install_schedules, job_tasks
 from members.models import JobRun
@@ -78,7 +78,7 @@ def test_tasks_are_acknowledged_late_one_at_a_time_and_requeued_when_their_worke
     assert app.conf.task_acks_late is True
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.worker_prefetch_multiplier == 1
-    assert app.conf.beat_scheduler == "config.beat:SingleBeatScheduler"
+    assert app.conf.beat_scheduler == "members.beat:SingleBeatScheduler"
 
 
 def test_a_transient_database_error_is_retried_and_the_retry_resumes_the_run(birthday_member, monkeypatch):

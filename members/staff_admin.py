@@ -1,7 +1,6 @@
 """Site-wide admin set-up: staff users and roles wear Unfold's skin like the rest of the admin.
 
-`config` is not an app, so Django's autodiscovery never imports this module by itself: `members/admin.py` (the
-lowest app) imports it. Django registers User and Group with its own plain ModelAdmins; they are swapped here for
+Django's autodiscovery imports only `admin` modules: `members/admin.py` (the lowest app) imports this one. Django registers User and Group with its own plain ModelAdmins; they are swapped here for
 Unfold's ModelAdmin and Unfold's auth forms, as Unfold's documentation describes.
 """
 from django.contrib import admin

@@ -30,7 +30,7 @@ Records live LOYALTY_IDEMPOTENCY_TTL_HOURS; past it they count as gone, and the 
 
 The mechanism is the view mixin `IdempotentPostMixin`, placed on every API view that has a POST (a test in
 tests/api/test_idempotency.py checks every POST route of /api/v1/); the header is documented on every POST operation
-by config.api.ApiAutoSchema. It runs in DRF's `initial()` after authentication, permissions and throttling, so a
+by members.api_fields.ApiAutoSchema. It runs in DRF's `initial()` after authentication, permissions and throttling, so a
 request that is refused there (401, 403, 429) stores nothing.
 """
 import hashlib
@@ -78,7 +78,7 @@ class IdempotencyInProgress(Conflict):
 
     def __init__(self, detail=None, *, retry_after: int = 1):
         super().__init__(detail)
-        self.retry_after = retry_after  # seconds, answered as the Retry-After header (config.api.exception_handler)
+        self.retry_after = retry_after  # seconds, answered as the Retry-After header (members.api_errors.exception_handler)
 
 
 class InvalidIdempotencyKey(InvalidInput):

@@ -1,5 +1,5 @@
 """The OpenAPI schema class of the API (settings REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]) and the description of its
-error responses. Apart from config.api, which rest_framework.views imports while it loads (drf-spectacular's
+error responses. Apart from members.api_auth, which rest_framework.views imports while it loads (drf-spectacular's
 AutoSchema imports DRF's views in turn).
 
 The schema states exactly what the API does, so a client (and the contract test, tests/api/test_contract.py) can rely
@@ -19,8 +19,8 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_serializer
 from rest_framework import serializers
 
-from config.api import DecimalStringField
-from config.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
+from members.api_fields import DecimalStringField
+from members.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from members.api_guard import body_cap
 
 API_PREFIX = "/api/v1/"
@@ -100,7 +100,7 @@ NOT_BLANK_PATTERN = "^[^\\u0000]*\\S[^\\u0000]*$"
 
 class ApiAutoSchema(AutoSchema):
     """drf-spectacular's AutoSchema, plus: the optional `Idempotency-Key` header on every POST operation (see
-    config.idempotency; a view that declares the header itself, e.g. as required, keeps its own declaration); the
+    members.idempotency; a view that declares the header itself, e.g. as required, keeps its own declaration); the
     error responses of every operation with their codes and headers; NUL and blank rules of request text fields."""
 
     def _is_api(self):
