@@ -7,7 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from members.api_fields import ApiDateTimeField, DecimalStringField, validate_json_types
+from members.api_fields import ApiDateTimeField, DecimalStringField, validated_input
 from members.idempotency import IdempotentPostMixin
 from members.api_schema import ErrorSerializer, error_responses  # noqa: F401 (ErrorSerializer: re-exported, as before)
 
@@ -188,7 +188,7 @@ class MemberRegisterView(IdempotentPostMixin, APIView):
         },
     )
     def post(self, request):
-        data = _validated(self.Input, request.data)
+        data = validated_input(self.Input, request.data)
         member, created = member_register(**data)
         return Response(
             MemberDetailOutput(member_detail(member)).data,
@@ -282,7 +282,7 @@ class OrderRecordView(IdempotentPostMixin, APIView):
         },
     )
     def post(self, request):
-        data = _validated(self.Input, request.data)
+        data = validated_input(self.Input, request.data)
         result = order_record(**data)
         order, member = result.order, result.member
         body = {
@@ -347,7 +347,7 @@ class OrderRefundView(IdempotentPostMixin, APIView):
         },
     )
     def post(self, request, order_id: str):
-        data = _validated(self.Input, request.data)
+        data = validated_input(self.Input, request.data)
         if "\x00" in order_id:  # no order id holds NUL, and PostgreSQL refuses it in a query: not found, not a 500
             raise OrderNotFound()
         result = order_refund(order_id=order_id, **data)
@@ -368,15 +368,3 @@ class OrderRefundView(IdempotentPostMixin, APIView):
             "created": result.created,
         }
         return Response(self.Output(body).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
-
-
-def _validated(serializer_class, data) -> dict:
-    """The validated input of a JSON body or a query string (400 with field errors)."""
-    if isinstance(data, QueryDict):
-        # As a plain dict, so an empty value (`?limit=`) is refused like in JSON rather than taken for "absent".
-        data = {key: data.get(key) for key in data}
-    else:
-        validate_json_types(serializer_class, data)
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)

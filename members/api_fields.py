@@ -5,6 +5,7 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 from decimal import Decimal
 
+from django.http import QueryDict
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination
@@ -137,3 +138,15 @@ def validate_json_types(serializer_class, data) -> None:
                 break
     if errors:
         raise serializers.ValidationError(errors)
+
+
+def validated_input(serializer_class, data) -> dict:
+    """The validated input of a JSON body or a query string (400 with field errors)."""
+    if isinstance(data, QueryDict):
+        # As a plain dict, so an empty value (`?limit=`) is refused like in JSON rather than taken for "absent".
+        data = {key: data.get(key) for key in data}
+    else:
+        validate_json_types(serializer_class, data)
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -7,9 +7,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from members.idempotency import IdempotentPostMixin
+from members.api_fields import validated_input
 from members.api_schema import error_responses
 
-from .api import _validated
 from .models import ApiScope
 from .privacy import member_anonymise, member_export
 from .selectors import member_get
@@ -61,7 +61,7 @@ class MemberAnonymiseView(IdempotentPostMixin, APIView):
         examples=[OpenApiExample("Request", value={"reason": "GDPR erasure request #4711"}, request_only=True)],
     )
     def post(self, request, external_id: str):
-        data = _validated(self.Input, request.data)
+        data = validated_input(self.Input, request.data)
         member = member_get(external_id=external_id)
         changed = member_anonymise(member=member, reason=data["reason"], actor=f"API key {request.auth.name}")
         return Response(self.Output({"external_id": member.external_id, "anonymised": changed}).data)

@@ -7,10 +7,15 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from members.api_fields import ApiCursorPagination, ApiDateTimeField, DecimalStringField, moment_in_range
+from members.api_fields import (
+    ApiCursorPagination,
+    ApiDateTimeField,
+    DecimalStringField,
+    moment_in_range,
+    validated_input,
+)
 from members.idempotency import KEY_PATTERN, IdempotentPostMixin, InvalidIdempotencyKey, idempotency_key_is_valid
 from members.api_schema import error_responses
-from members.api import _validated
 from members.models import ApiScope
 from members.selectors import member_get
 
@@ -120,7 +125,7 @@ class RewardListView(APIView):
         responses={200: RewardOfferOutput(many=True), **error_responses(400, 404)},
     )
     def get(self, request):
-        external_id = _validated(self.Query, request.query_params).get("member")
+        external_id = validated_input(self.Query, request.query_params).get("member")
         member = member_get(external_id=external_id) if external_id else None
         return Response(RewardOfferOutput(rewards_for_member(member), many=True).data)
 
@@ -190,7 +195,7 @@ class RedemptionCreateView(IdempotentPostMixin, APIView):
             raise InvalidIdempotencyKey(
                 _("Send an Idempotency-Key header: 1 to 100 visible ASCII characters, without spaces.")
             )
-        data = _validated(self.Input, request.data)
+        data = validated_input(self.Input, request.data)
         member = member_get(external_id=data["member"])
         redemption, created = reward_redeem(
             member=member, reward_code=data["reward"], quantity=data["quantity"], idempotency_key=key
@@ -228,7 +233,7 @@ class PointsQuoteView(APIView):
         responses={200: PointsQuoteOutput, **error_responses(400, 404)},
     )
     def get(self, request, external_id: str):
-        data = _validated(self.Input, request.query_params)
+        data = validated_input(self.Input, request.query_params)
         member = member_get(external_id=external_id)
         policy = points_policy()
         available = 0 if member.is_blocked else member.points_balance

@@ -6,10 +6,9 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from members.api_fields import ApiCursorPagination, ApiDateTimeField
+from members.api_fields import ApiCursorPagination, ApiDateTimeField, validated_input
 from members.idempotency import IdempotentPostMixin
 from members.api_schema import error_responses
-from members.api import _validated
 from members.models import ApiScope
 from members.selectors import member_get
 
@@ -61,7 +60,7 @@ class MemberCouponsView(generics.ListAPIView):
 
     def get_queryset(self):
         member = member_get(external_id=self.kwargs["external_id"])
-        params = _validated(self.Filter, self.request.query_params)
+        params = validated_input(self.Filter, self.request.query_params)
         return member_coupons(member, status=params.get("status"))
 
     @extend_schema(
@@ -185,7 +184,7 @@ class EventCreateView(IdempotentPostMixin, APIView):
         },
     )
     def post(self, request, external_id: str):
-        data = _validated(self.Input, request.data)
+        data = validated_input(self.Input, request.data)
         member = member_get(external_id=external_id)
         event, created = engagement_event_record(member=member, **data)
         return Response(
@@ -228,7 +227,7 @@ class MemberBadgesView(APIView):
         responses={200: BadgeOutput(many=True), **error_responses(400, 404)},
     )
     def get(self, request, external_id: str):
-        params = _validated(self.Filter, request.query_params)
+        params = validated_input(self.Filter, request.query_params)
         member = member_get(external_id=external_id)
         badges = member_badges(member)
         if params["earned"]:
@@ -280,6 +279,6 @@ class LeaderboardView(APIView):
         responses={200: LeaderboardOutput, **error_responses(400)},
     )
     def get(self, request):
-        data = _validated(self.Input, request.query_params)
+        data = validated_input(self.Input, request.query_params)
         month = tuple(int(part) for part in data["month"].split("-")) if data.get("month") else None
         return Response(LeaderboardOutput(leaderboard(board=data["board"], limit=data["limit"], month=month)).data)
