@@ -57,6 +57,7 @@ from campaigns.messaging.models import MessageTemplate
 from campaigns.messaging.selectors import last_usable_day, points_expiring_by_member
 from campaigns.messaging.services import QueueRow, messages_queue_rows
 from campaigns.messaging.triggers import expiry_reminder_key, tier_up_key
+from members.locking import members_lock
 from members.models import Member
 from members.services import OrderRecorded, OrderRefunded
 from points.birthdays import birthdays_on
@@ -591,9 +592,7 @@ def _grant_batch(
     if not plans:
         return result
     if members is None:
-        members = list(
-            Member.objects.select_for_update(of=("self",), no_key=True).filter(pk__in=list(plans)).order_by("pk")
-        )
+        members = list(members_lock(plans))
     purse = _Purse(campaign_id)
     if purse.campaign.status != Status.RUNNING:
         result.stopped = True

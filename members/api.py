@@ -1,7 +1,6 @@
 """Storefront API for members and orders: validate, call one service, serialise."""
 
 from django.conf import settings
-from django.http import QueryDict
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response

@@ -33,6 +33,7 @@ from .errors import (
     UnknownReferralCode,
     UnsupportedCurrency,
 )
+from .locking import member_lock  # noqa: F401  (re-exported: callers import it from members.services)
 from .identifiers import IdentifierValidator, identifier_is_valid
 from .limits import birthday_in_range, birthday_range_message, member_totals_check
 from .models import Member, Order, OrderRefund
@@ -121,17 +122,6 @@ class RefundResult:
 def configured_hooks(setting_name: str) -> tuple:
     """The functions named in a LOYALTY_*_HANDLERS / *_SECTIONS setting, imported once, in their order."""
     return tuple(import_string(path) for path in getattr(settings, setting_name))
-
-
-def member_lock(member: Member) -> Member:
-    """Lock the member's row for the rest of the transaction and reload it, so balances read are current.
-
-    Every member lock is FOR NO KEY UPDATE (no write here changes a member's key): it excludes other writers but not
-    the KEY SHARE lock a foreign-key check takes. A plain FOR UPDATE would also block the check of Member.referred_by
-    that PostgreSQL runs when a referee's row is updated, and a job locking the referrer, then the referee, would
-    deadlock with the referee's order."""
-    member.refresh_from_db(from_queryset=Member.objects.select_for_update(no_key=True))
-    return member
 
 
 def new_referral_code() -> str:

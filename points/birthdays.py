@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
 from members.stored_text import stored_text
+from members.locking import members_lock
 from members.models import Member
 
 from .errors import MemberBlocked
@@ -62,12 +63,7 @@ def points_birthday_bonus(
             if not member_ids:
                 return result
             # Locked in id order (no deadlock with another batch); the bonus is read from the locked rows.
-            members = (
-                Member.objects.select_for_update(of=("self",), no_key=True)
-                .select_related("tier")
-                .filter(pk__in=member_ids)
-                .order_by("pk")
-            )
+            members = members_lock(member_ids, queryset=Member.objects.select_related("tier"))
             batch = BirthdayBonusResult()
             for member in members:
                 bonus = member.tier.birthday_bonus_points if member.tier is not None else 0

@@ -29,7 +29,8 @@ from members.stored_text import stored_text
 from members.errors import InvalidInput
 from members.limits import INTEGER_MAX, member_totals_check
 from members.models import Member
-from members.services import OrderRecorded, OrderRefunded, member_lock
+from members.locking import member_lock, members_lock
+from members.services import OrderRecorded, OrderRefunded
 from members.webhooks import services as webhooks
 
 from .errors import (
@@ -552,8 +553,7 @@ def _lots_job(*, due: Q, apply, batch_members: int, after: int = 0, on_batch=Non
             if not member_ids:
                 return result
             # Every writer of a member's lots holds the member's lock first: locking the members is enough.
-            locked = Member.objects.select_for_update(no_key=True).filter(pk__in=member_ids).order_by("pk")
-            list(locked.values_list("pk"))
+            list(members_lock(member_ids).values_list("pk"))
             batch = apply(member_ids)
             result.members += batch.members
             result.lots += batch.lots
