@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test install install-dev migrate worker beat check clean messages
+.PHONY: run test lint install install-dev migrate worker beat check clean messages
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' 
@@ -34,8 +34,14 @@ run: $(VENV)/.installed
 	@echo "Serving http://$(HOST):$(PORT)/admin/  ·  API http://$(HOST):$(PORT)/api/v1/  ·  docs http://$(HOST):$(PORT)/api/docs/"
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-test: $(VENV)/.installed-dev
+test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The code checks `make test` runs first (seconds): the layers and no module circles (import-linter, contracts in
+# pyproject.toml), then ruff's rules. pre-commit runs the same two before each commit (`.venv/bin/pre-commit install`).
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check .
 
 migrate: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input
