@@ -47,7 +47,7 @@ migrate: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input
 
 # Celery worker with the beat scheduler embedded (development); needs CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0).
-# Production runs them apart: any number of `celery -A config worker`, one `celery -A config beat` (README).
+# Production runs them apart: any number of `celery -A config worker`, one `celery -A config beat` (docs/deployment.md).
 worker: $(VENV)/.installed
 	@test -n "$$CELERY_BROKER_URL" || { echo "Set CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0"; exit 2; }
 	$(VENV)/bin/celery -A config worker --beat --loglevel INFO
@@ -57,7 +57,7 @@ beat: $(VENV)/.installed
 	@test -n "$$CELERY_BROKER_URL" || { echo "Set CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0"; exit 2; }
 	$(VENV)/bin/celery -A config beat --loglevel INFO
 
-# Translations (README, "Languages"): every string marked in our code and templates into locale/zh_Hans, and Unfold's
+# Translations (docs/translations.md): every string marked in our code and templates into locale/zh_Hans, and Unfold's
 # own strings (it ships no Chinese) into locale/vendor/zh_Hans; then compile both. Translate what is new, commit .po and .mo.
 MESSAGES_IGNORE := --ignore=.venv --ignore=bench --ignore=tests --ignore=var --ignore=staticfiles --ignore=node_modules
 UNFOLD_MESSAGES := var/unfold-messages

@@ -1,6 +1,6 @@
 """Celery application. Without CELERY_BROKER_URL every task runs eagerly in process (see settings), so `make run`
 needs no broker; with it, `celery -A config worker` runs the tasks and one `celery -A config beat` sends the
-schedules stored in the database (README, "Running in production").
+schedules stored in the database (docs/deployment.md).
 
 Tasks live in each app's tasks.py as thin wrappers around its services; the scheduled jobs among them are
 members.jobs.JobTask, one JobRun per job and period. The reliability settings (late acknowledgement, prefetch 1,

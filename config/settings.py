@@ -167,7 +167,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # The default stays English; the admin's language menu (a cookie, via /i18n/setlang/) and the API's Accept-Language
-# pick another. Strings live in locale/ (README, "Languages": `make messages`, translate, commit .po and .mo).
+# pick another. Strings live in locale/ (docs/translations.md: `make messages`, translate, commit .po and .mo).
 LANGUAGE_CODE = env("LANGUAGE_CODE", default="en")
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
 # Ours first; then Unfold's strings, which its package translates into no Chinese (`make messages` keeps both).
@@ -252,7 +252,7 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Schedules live in the database (django-celery-beat, edited in the admin under Jobs), in the programme's time
 # zone. The scheduler holds a Redis lock while it runs, so a second beat started by mistake sends nothing
-# (members.beat; README, "Running in production").
+# (members.beat; docs/deployment.md).
 CELERY_BEAT_SCHEDULER = "members.beat:SingleBeatScheduler"
 CELERY_BEAT_LOCK_URL = env("CELERY_BEAT_LOCK_URL", default="") or REDIS_URL or CELERY_BROKER_URL
 # The lock expires this long after the beat holding it stops refreshing it (it refreshes every few seconds); then a

@@ -2,7 +2,7 @@
 is keyed with the subscription's secret over f"{t}.{raw body}". The timestamp is signed with the body, so a
 captured request cannot be replayed later: receivers refuse signatures older than a tolerance (5 minutes).
 
-`verify` is the reference receiver code (the README shows it); the tests use it too. A receiver must verify the raw
+`verify` is the reference receiver code (docs/api.md shows it); the tests use it too. A receiver must verify the raw
 bytes it received, before parsing the JSON (re-serialising changes them).
 """
 import hashlib
