@@ -33,7 +33,7 @@ from .hooks import configured_hooks, history_importing, is_history_import  # noq
 from .identifiers import IdentifierValidator, identifier_is_valid
 from .limits import birthday_in_range, birthday_range_message, member_totals_check
 from .locking import member_lock  # noqa: F401  (re-exported: callers import it from members.services)
-from .models import Member, Order, OrderRefund
+from .models import ApiKey, Member, Order, OrderRefund
 
 # No 0/O/1/I/L: codes are read aloud and typed from screenshots.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -354,8 +354,6 @@ def api_key_rotate(*, api_key, user=None, grace: timedelta = timedelta(hours=24)
     """Issue a new key with the same name, scopes and rate limit, and let the old one expire after `grace`, so the
     storefront can switch without a minute of 401s. Returns (new key, the key itself: shown once, never stored).
     A revoked key cannot be rotated (InvalidInput); rotating an old key again only keeps its earlier expiry."""
-    from .models import ApiKey
-
     with transaction.atomic():
         old = ApiKey.objects.select_for_update().get(pk=api_key.pk)
         if old.revoked or old.has_expired:
