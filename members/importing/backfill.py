@@ -98,7 +98,6 @@ def backfill(run_id: int, *, award_points: bool, workers: int | None,
     return done
 
 
-
 def statistics_refresh(table: str, added_rows: int) -> None:
     """ANALYZE `table` (PostgreSQL) when it has just grown by a fifth or more. Autovacuum's statistics lag a bulk
     load by minutes; on a table they still call empty, the planner joins the thousands of rows a batch reads by

@@ -35,9 +35,10 @@ class RowsContext:
     run_id: int | None = None
 
 
-
 def rows_phase(path, context: RowsContext, report: ImportReport, block_bytes: int, workers: int | None,
-                strict: bool = False) -> None:
+               strict: bool = False) -> None:
+    """Every block of the file, in order on one connection, or on `workers` connections at once (default: two on
+    PostgreSQL outside a transaction); the blocks' counts and first errors are added to `report`."""
     if workers is None:
         workers = 2 if connection.vendor == "postgresql" and not connection.in_atomic_block else 1
 
@@ -76,7 +77,6 @@ def rows_phase(path, context: RowsContext, report: ImportReport, block_bytes: in
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
-
 
 
 def _import_block(context: RowsContext, first_line: int, block: bytes, strict: bool = False) -> ImportReport:

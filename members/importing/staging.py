@@ -41,7 +41,6 @@ PG_ENCODINGS = {"utf-8": "UTF8", "utf-8-sig": "UTF8", "utf8": "UTF8", "gbk": "GB
                 "gb2312": "GBK", "cp936": "GBK", "latin-1": "LATIN1", "iso-8859-1": "LATIN1", "cp1252": "WIN1252"}
 
 
-
 def block_stage(layout: FileLayout, date_format: str | None, first_line: int, block: bytes) -> None:
     """The block's lines -> `import_rows` (emptied first), in the caller's transaction."""
     _ensure_staging(len(layout.headers))
