@@ -2,6 +2,8 @@ from django.apps import AppConfig
 from django.core.signals import setting_changed
 from django.utils.translation import gettext_lazy as _
 
+from .hooks import configured_hooks_forget
+
 
 class MembersConfig(AppConfig):
     name = "members"
@@ -11,11 +13,4 @@ class MembersConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the deployment checks)
 
         # The LOYALTY_*_HANDLERS / *_SECTIONS lists are imported once; a test that overrides one must see the change.
-        setting_changed.connect(_forget_configured_hooks, dispatch_uid="members.configured_hooks")
-
-
-def _forget_configured_hooks(setting, **kwargs):
-    if setting.startswith("LOYALTY_"):
-        from .services import configured_hooks
-
-        configured_hooks.cache_clear()
+        setting_changed.connect(configured_hooks_forget, dispatch_uid="members.configured_hooks")

@@ -30,8 +30,9 @@ from members.webhooks import services as webhooks
 
 from .console.audit import audit_redact
 from .errors import InvalidInput
+from .hooks import configured_hooks
+from .locking import member_lock
 from .models import Member, Order, OrderRefund
-from .services import configured_hooks, member_lock
 
 logger = logging.getLogger("loyalty.privacy")
 

@@ -23,8 +23,10 @@ from import_export import fields, resources, widgets
 
 from .csv_export import spreadsheet_unescape
 from .errors import DomainError
+from .importing.lifecycle import import_run_record
 from .models import ImportRun, Member, Order
 from .services import PROFILE_FIELDS, history_importing, member_register
+
 
 class TextWidget(widgets.CharWidget):
     """Text cells: trimmed, numbers read as written (a phone typed as a number in Excel is not "1.38e10"), our own
@@ -184,17 +186,15 @@ class MemberResource(resources.ModelResource):
             return
         user = kwargs.get("user")
         totals = result.totals
-        ImportRun.objects.create(
+        import_run_record(
             kind=ImportRun.Kind.MEMBERS,
             source=ImportRun.Source.ADMIN,
             file_name=(kwargs.get("file_name") or "members")[:255],
             sha256=kwargs.get("file_sha256", ""),
             options={"updated": totals["update"], "unchanged": totals["skip"]},
-            status=ImportRun.Status.COMPLETED,
             rows_read=result.total_rows,
             created=totals["new"],
             members_created=totals["new"],
-            finished_at=timezone.now(),
             created_by=user if getattr(user, "pk", None) else None,
         )
 

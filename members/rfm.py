@@ -43,6 +43,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from .jobs import job_enqueue
 from .models import ActivityStatus, Member, RfmSegment
 
 S = RfmSegment
@@ -62,6 +63,7 @@ CHURN_RISK_SEGMENTS = (S.AT_RISK, S.CANT_LOSE)
 
 DEFAULT_BATCH_SIZE = 50_000  # members per transaction (a few hundred ms of row locks on PostgreSQL)
 SCORES_TABLE = "rfm_scores"
+REFRESH_JOB = "members.refresh_rfm"  # the Celery task (members/tasks.py) that runs `rfm_refresh` as a job
 # The scoring statement sorts the buyers three times (one window each): with PostgreSQL's default 4 MB a million
 # members spill to disk; the statement's own transaction raises it for itself only.
 SCORING_WORK_MEM = "128MB"
@@ -275,7 +277,6 @@ def activity_on_order(event) -> None:
 def rfm_refresh_after_import(run_id: int) -> None:
     """Queue the refresh job once the import's transaction (if any) has committed: the import changed recency,
     frequency and spend, and quintiles are global, so the whole population is scored again, once per import
-    (period `import <run id>`). On a worker with a broker, in process without one."""
-    from .tasks import refresh_rfm
-
-    transaction.on_commit(lambda: refresh_rfm.apply_async(kwargs={"period": f"import {run_id}"}))
+    (period `import <run id>`). On a worker with a broker, in process without one. Sent by its task name through
+    `members.jobs` (as staff's "Run now" is), so this module does not import the tasks that import it."""
+    job_enqueue(task_name=REFRESH_JOB, period=f"import {run_id}")

@@ -2,8 +2,8 @@
 from django.conf import settings
 
 from .errors import MemberNotFound
+from .hooks import configured_hooks
 from .models import Member
-from .services import configured_hooks
 
 
 def member_get(*, external_id: str) -> Member:

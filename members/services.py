@@ -4,19 +4,15 @@ The whole pipeline of an order reads top to bottom here: `order_record` validate
 order idempotently, updates the member's purchase aggregates and then calls the handlers named in
 settings.LOYALTY_ORDER_HANDLERS (points, growth, tier...) inside the same transaction.
 """
-import contextvars
 import secrets
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from members.webhooks import services as webhooks
@@ -33,10 +29,11 @@ from .errors import (
     UnknownReferralCode,
     UnsupportedCurrency,
 )
-from .locking import member_lock  # noqa: F401  (re-exported: callers import it from members.services)
+from .hooks import configured_hooks, history_importing, is_history_import  # noqa: F401  (re-exported)
 from .identifiers import IdentifierValidator, identifier_is_valid
 from .limits import birthday_in_range, birthday_range_message, member_totals_check
-from .models import Member, Order, OrderRefund
+from .locking import member_lock  # noqa: F401  (re-exported: callers import it from members.services)
+from .models import ApiKey, Member, Order, OrderRefund
 
 # No 0/O/1/I/L: codes are read aloud and typed from screenshots.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -46,27 +43,6 @@ REFERRAL_CODE_LENGTH = 8
 ORDER_CLOCK_SKEW = timedelta(minutes=10)
 
 PROFILE_FIELDS = ("email", "phone", "name", "birthday", "region", "email_opt_in", "sms_opt_in")
-
-
-_IMPORTING_HISTORY = contextvars.ContextVar("loyalty_importing_history", default=False)
-
-
-@contextmanager
-def history_importing():
-    """Within it, writes bring over the past (an import of members, orders or balances): the handlers still run,
-    so the data ends as the live path leaves it, but nothing tells members about it: no message is queued and no
-    welcome or referral gift is granted (see `is_history_import`). What happened in the past is not news."""
-    token = _IMPORTING_HISTORY.set(True)
-    try:
-        yield
-    finally:
-        _IMPORTING_HISTORY.reset(token)
-
-
-def is_history_import() -> bool:
-    """True inside `history_importing()`: handlers that notify or reward members for something new skip."""
-    return _IMPORTING_HISTORY.get()
-
 
 @dataclass
 class OrderRecorded:
@@ -116,12 +92,6 @@ class RefundResult:
     order: Order
     member: Member
     created: bool
-
-
-@cache
-def configured_hooks(setting_name: str) -> tuple:
-    """The functions named in a LOYALTY_*_HANDLERS / *_SECTIONS setting, imported once, in their order."""
-    return tuple(import_string(path) for path in getattr(settings, setting_name))
 
 
 def new_referral_code() -> str:
@@ -384,8 +354,6 @@ def api_key_rotate(*, api_key, user=None, grace: timedelta = timedelta(hours=24)
     """Issue a new key with the same name, scopes and rate limit, and let the old one expire after `grace`, so the
     storefront can switch without a minute of 401s. Returns (new key, the key itself: shown once, never stored).
     A revoked key cannot be rotated (InvalidInput); rotating an old key again only keeps its earlier expiry."""
-    from .models import ApiKey
-
     with transaction.atomic():
         old = ApiKey.objects.select_for_update().get(pk=api_key.pk)
         if old.revoked or old.has_expired:

@@ -18,7 +18,7 @@ from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import connection
 
-from members.importing.orders import ImportBackfill, statistics_refresh
+from members.importing.backfill import ImportBackfill, statistics_refresh
 
 from .models import PointsPolicy, PointsTransaction
 from .selectors import points_policy

@@ -39,26 +39,36 @@ locked (`member_lock`, in primary-key order). Per member, in file order:
 - A blocked member's points rows are refused (blocked members earn no points).
 
 Every run is an ImportRun of kind `balances` (counts, options, status, who), bad rows are ImportRowErrors (line,
-customer id, reason). `created` counts rows that wrote something (a lot, a reset, a tier); `duplicates` the rows
+customer id, reason): the lifecycle members.importing.lifecycle holds for the order import too. `created` counts rows that wrote something (a lot, a reset, a tier); `duplicates` the rows
 that wrote nothing new (already imported by an earlier run of the same file, or already as the file says).
 ImportRunMember lists, for a balances run, the members whose points it set. `strict` stops at the first bad row
 with nothing written but the ImportRun (marked failed); `dry_run` runs everything in a transaction that is rolled
 back (not even the ImportRun stays) and reports the counts. Nothing here sends a message or queues a task.
 """
+import functools
 import re
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from members.errors import DomainError
-from members.importing.orders import ImportProgress, ImportReport, StrictStop, file_sha256
+from members.importing.lifecycle import (
+    ERRORS_KEPT_IN_REPORT,
+    ImportProgress,
+    ImportReport,
+    StrictStop,
+    file_sha256,
+    import_row_errors_write,
+    import_run_count,
+    import_run_execute,
+)
 from members.importing.reading import HEADER_NAMES as ORDER_HEADER_NAMES
 from members.importing.reading import (
     ID_MAX_LENGTH,
@@ -72,7 +82,7 @@ from members.importing.reading import (
     read_blocks,
     shown,
 )
-from members.models import ImportRowError, ImportRun, ImportRunMember, Member
+from members.models import ImportRun, ImportRunMember, Member
 from members.services import history_importing, member_lock, member_register
 from tiers.models import Tier, TierChange
 from tiers.selectors import tier_ladder
@@ -87,7 +97,6 @@ MODES = (ADD, OVERWRITE)
 BATCH_MEMBERS = 1_000  # members per transaction
 BATCH_ROWS = 20_000  # and at most this many rows, should a few members have very many lots
 POINTS_LIMIT = 10**12
-ERRORS_KEPT_IN_REPORT = 100
 
 FIELDS = ("customer_id", "email", "phone", "name", "points", "expires_at", "tier", "tier_expires_at")
 REQUIRED = ("customer_id",)
@@ -229,10 +238,6 @@ class BalancesReport(ImportReport):
             setattr(self, name, getattr(self, name) + getattr(batch, name))
 
 
-class _DryRunRollback(Exception):
-    pass
-
-
 @dataclass
 class _Context:
     sha256: str
@@ -292,46 +297,16 @@ def balances_import(
     run_fields = {"kind": ImportRun.Kind.BALANCES, "source": source, "file_name": context.file_name,
                   "sha256": context.sha256, "options": options, "created_by": user}
 
-    def rows_phase(report: BalancesReport) -> None:
-        with history_importing():  # registered members get no welcome, nothing is messaged
-            _rows_phase(path, layout, date_format, parse_row, context, report, strict=strict)
+    def work(run_id: int, report: BalancesReport) -> None:
+        context.run_id = run_id
+        # Under --strict every row is in one transaction (a dry run is already inside the one it rolls back).
+        with transaction.atomic() if strict and not dry_run else nullcontext():
+            with history_importing():  # registered members get no welcome, nothing is messaged
+                _rows_phase(path, layout, date_format, parse_row, context, report, strict=strict)
         report.rows_seconds = time.monotonic() - context.started
 
-    if dry_run:
-        report = BalancesReport(run=None, dry_run=True, mode=mode)
-        try:
-            with transaction.atomic():
-                context.run_id = ImportRun.objects.create(**run_fields).pk
-                rows_phase(report)
-                raise _DryRunRollback()
-        except _DryRunRollback:
-            pass
-        return report
-
-    run = ImportRun.objects.create(**run_fields)
-    context.run_id = run.pk
-    report = BalancesReport(run=run, mode=mode)
-    try:
-        if strict:
-            with transaction.atomic():
-                rows_phase(report)
-        else:
-            rows_phase(report)
-    except StrictStop as stop:
-        ImportRun.objects.filter(pk=run.pk).update(
-            status=ImportRun.Status.FAILED, error=f"--strict: stopped at {stop}; nothing was written.",
-            failed=1, finished_at=timezone.now(),
-        )
-        run.refresh_from_db()
-        raise
-    except BaseException as error:
-        ImportRun.objects.filter(pk=run.pk).update(
-            status=ImportRun.Status.FAILED, error=f"{type(error).__name__}: {error}"[:2000], finished_at=timezone.now()
-        )
-        raise
-    ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.COMPLETED, finished_at=timezone.now())
-    run.refresh_from_db()
-    return report
+    return import_run_execute(fields=run_fields, new_report=functools.partial(BalancesReport, mode=mode), work=work,
+                              dry_run=dry_run)
 
 
 def _rows_phase(path, layout, date_format, parse_row, context: _Context, report: BalancesReport,
@@ -474,15 +449,11 @@ def _write_batch(context: _Context, rows: list[ImportRow], *, strict: bool) -> B
             [ImportRunMember(run_id=context.run_id, member_id=member_id) for member_id in points_set],
             ignore_conflicts=True,
         )
-        ImportRowError.objects.bulk_create(
-            [ImportRowError(run_id=context.run_id, line=line, reference=reference[:200], reason=reason)
-             for line, (reference, reason) in sorted(failures.items())]
+        import_row_errors_write(
+            run_id=context.run_id,
+            failures=[(line, reference, reason) for line, (reference, reason) in sorted(failures.items())],
         )
-        ImportRun.objects.filter(pk=context.run_id).update(
-            rows_read=F("rows_read") + batch.rows_read, created=F("created") + batch.created,
-            duplicates=F("duplicates") + batch.duplicates, failed=F("failed") + batch.failed,
-            members_created=F("members_created") + batch.members_created,
-        )
+        import_run_count(run_id=context.run_id, batch=batch)
     return batch
 
 

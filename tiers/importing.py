@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.db import connection
 
-from members.importing.orders import ImportBackfill, statistics_refresh
+from members.importing.backfill import ImportBackfill, statistics_refresh
 
 from .evaluation import Ladder, ensure_decision_table, evaluate_range
 from .models import ExcludedCategory, GrowthEvent, GrowthRule, TierChange

@@ -198,7 +198,7 @@ def parse_amount(text: str) -> Decimal:
 
 
 # The date forms read without --date-format. PostgreSQL's import path applies the same pattern in SQL
-# (members.importing.orders), so both paths accept and refuse the same cells.
+# (members.importing.staging), so both paths accept and refuse the same cells.
 DATE_PATTERN = (
     r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})"
     r"(?:[T ]+([0-9]{1,2}):([0-9]{2})(?::([0-9]{2})(?:[.]([0-9]{1,6}))?)? *(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"

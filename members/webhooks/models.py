@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .destinations import DestinationRefused, DestinationUnresolvable, destination_check
+from .subscribed import subscriptions_changed
 
 
 class WebhookEvent(models.TextChoices):
@@ -80,14 +81,10 @@ class WebhookSubscription(models.Model):
         if isinstance(self.events, list):
             self.events = sorted(set(self.events))
         super().save(*args, **kwargs)
-        from .services import subscriptions_changed  # services import the models
-
-        subscriptions_changed()
+        subscriptions_changed()  # the cached set of subscribed events (members.webhooks.subscribed)
 
     def delete(self, *args, **kwargs):
         result = super().delete(*args, **kwargs)
-        from .services import subscriptions_changed
-
         subscriptions_changed()
         return result
 

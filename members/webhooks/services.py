@@ -12,7 +12,7 @@ when a subscription is saved or deleted), so a change nobody subscribed to costs
 reads the subscribers. With the local-memory cache (no REDIS_URL) each process clears only its own copy: another
 process sees a new subscription within CACHE_SECONDS.
 
-Nothing is emitted inside `members.services.history_importing()`: an import brings over the past, which is not news
+Nothing is emitted inside `members.hooks.history_importing()`: an import brings over the past, which is not news
 (the same rule as messages).
 
 **Where events come from** (each a call from the app that makes the change, an import and a line):
@@ -36,12 +36,14 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
+from members.hooks import is_history_import
+
+from . import tasks
 from .models import TEST_EVENT, WebhookDelivery, WebhookEvent, WebhookSubscription, new_secret
+from .subscribed import CACHE_KEY, CACHE_SECONDS, subscriptions_changed  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
-CACHE_KEY = "webhooks:subscribed-events"
-CACHE_SECONDS = 300
 # Up to this many new deliveries each get their own task on commit; more go to one sweep.
 DISPATCH_EACH_MAX = 10
 INSERT_BATCH = 500
@@ -50,23 +52,8 @@ INSERT_BATCH = 500
 # --- Who listens ----------------------------------------------------------------------------------------------------
 
 
-def subscriptions_changed() -> None:
-    """Forget the cached set of subscribed events (now, and again on commit: a reader in between cached the old)."""
-    _cache_delete()
-    transaction.on_commit(_cache_delete)
-
-
-def _cache_delete() -> None:
-    try:
-        cache.delete(CACHE_KEY)
-    except Exception:  # noqa: BLE001 - the cache is an optimisation; a down Redis must not break a save
-        logger.warning("Could not clear the webhook subscriptions cache.", exc_info=True)
-
-
 def subscriber_ids(event: str) -> list[int]:
     """Ids of the active subscriptions to `event`: no query when the cache says nobody listens, else one."""
-    from members.services import is_history_import
-
     if is_history_import():
         return []
     try:
@@ -136,8 +123,6 @@ def _dispatch_on_commit(event_ids: list) -> None:
     rows are committed, and the periodic sweep sends what could not be started (the broker down, say)."""
 
     def start():
-        from . import tasks  # tasks import this module
-
         try:
             if len(event_ids) <= DISPATCH_EACH_MAX:
                 ids = WebhookDelivery.objects.filter(

@@ -13,7 +13,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from members.importing import orders as orders_engine
+from members.importing import backfill as backfill_engine
+from members.importing import rows as rows_engine
 from members.importing.orders import StrictStop, orders_import
 from members.importing.reading import inspect_file, read_blocks
 from members.models import ImportRowError, ImportRun, Member, Order
@@ -417,7 +418,7 @@ def test_an_interrupted_import_keeps_whole_blocks_and_a_rerun_completes_it(tmp_p
     first_block = next(read_blocks(path, inspect_file(path), block_bytes))[2]
     in_first_block = first_block.count(b"\n")
     assert 0 < in_first_block < len(rows)  # the file really is cut into several blocks
-    real_write_staged, calls = orders_engine._write_staged, []
+    real_write_staged, calls = rows_engine._write_staged, []
 
     def killed_at_the_second_block(run_id):
         calls.append(run_id)
@@ -425,7 +426,7 @@ def test_an_interrupted_import_keeps_whole_blocks_and_a_rerun_completes_it(tmp_p
             raise RuntimeError("killed")
         return real_write_staged(run_id)
 
-    monkeypatch.setattr(orders_engine, "_write_staged", killed_at_the_second_block)
+    monkeypatch.setattr(rows_engine, "_write_staged", killed_at_the_second_block)
     with pytest.raises(RuntimeError, match="killed"):
         run_import(path, block_bytes=block_bytes, workers=1)
     monkeypatch.undo()
@@ -639,14 +640,14 @@ def test_an_order_posted_by_the_storefront_while_its_block_is_written_is_classif
     # a concurrent block or POST /orders/ can win): the block must notice, not count R2 as created.
     path = write(tmp_path, HEADER + f"R1,c-1,Ann,,{days_ago(5)},10.00,paid\n"
                                     f"R2,c-1,Ann,,{days_ago(4)},20.00,paid\n")
-    create_members = orders_engine._create_members
+    create_members = rows_engine._create_members
 
     def members_then_a_storefront_order(cursor, now):
         created = create_members(cursor, now)
         order_factory(customer_id="c-1", order_id="R2", amount=Decimal("99.00"))
         return created
 
-    monkeypatch.setattr(orders_engine, "_create_members", members_then_a_storefront_order)
+    monkeypatch.setattr(rows_engine, "_create_members", members_then_a_storefront_order)
 
     report = run_import(path)
 
@@ -663,10 +664,10 @@ def test_an_import_runs_as_history_so_handlers_notify_nobody(tmp_path, monkeypat
     from members.services import is_history_import
 
     seen = []
-    original = orders_engine._backfill_batch
-    monkeypatch.setattr(orders_engine, "_backfill_batch",
+    original = backfill_engine._backfill_batch
+    monkeypatch.setattr(backfill_engine, "_backfill_batch",
                         lambda backfill: (seen.append(is_history_import()), original(backfill)))
-    monkeypatch.setattr(orders_engine, "BACKFILL_BATCH", 1)
+    monkeypatch.setattr(backfill_engine, "BACKFILL_BATCH", 1)
     path = write(tmp_path, HEADER + f"HI1,c-1,Ann,,{days_ago(5)},10.00,paid\n"
                                     f"HI2,c-2,Bob,,{days_ago(5)},10.00,paid\n")
 

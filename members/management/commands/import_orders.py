@@ -9,25 +9,11 @@
 Run it again on the same file at any time: rows already in count as duplicates, so an interrupted import completes.
 """
 
-import time
-
 from django.core.management.base import BaseCommand, CommandError
 
 from members.importing import ImportFileError
-from members.importing.orders import BLOCK_BYTES, ImportProgress, StrictStop, orders_import
-
-
-ERRORS_SHOWN = 20
-
-
-def _mapping(pairs: list[str]) -> dict[str, str]:
-    mapping = {}
-    for pair in pairs:
-        source, sep, target = pair.partition("=")
-        if not sep or not source.strip() or not target.strip():
-            raise CommandError(f"--map wants SRC=FIELD, got {pair!r}")
-        mapping[source.strip()] = target.strip()
-    return mapping
+from members.importing.console import ProgressReporter, mapping_parse, rejected_lines_write
+from members.importing.orders import BLOCK_BYTES, StrictStop, orders_import
 
 
 class Command(BaseCommand):
@@ -55,30 +41,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, path, map, encoding, date_format, award_points, dry_run, strict, block_mb, workers,
                **options):
-        terminal = self.stdout.isatty()
-        last_line = [0.0]
-
-        def progress(event: ImportProgress) -> None:
-            now = time.monotonic()
-            if not terminal and now - last_line[0] < 5 and event.bytes_done < event.bytes_total:
-                return  # plain log lines, every few seconds, when the output is a file
-            last_line[0] = now
-            if event.phase == "rows":
-                share = event.bytes_done / event.bytes_total if event.bytes_total else 1
-                rate = event.done / event.seconds if event.seconds else 0
-                text = f"rows   {_bar(share)} {share:6.1%}  {event.done:>12,} rows  {rate:>10,.0f} rows/s"
-            else:
-                share = event.done / event.total if event.total else 1
-                text = f"backfill {_bar(share)} {share:6.1%}  {event.done:>10,} / {event.total:,} members"
-            if terminal:
-                self.stdout.write("\r" + text, ending="")
-                self.stdout.flush()
-            else:
-                self.stdout.write(text)
+        progress = ProgressReporter(self.stdout)
 
         try:
             report = orders_import(
-                path=path, encoding=encoding, mapping=_mapping(map), date_format=date_format,
+                path=path, encoding=encoding, mapping=mapping_parse(map), date_format=date_format,
                 award_points=award_points, dry_run=dry_run, strict=strict, block_bytes=max(block_mb, 1) << 20,
                 workers=workers, on_progress=progress,
             )
@@ -87,11 +54,9 @@ class Command(BaseCommand):
         except ImportFileError as error:
             raise CommandError(str(error)) from None
         except StrictStop as stop:
-            if terminal:
-                self.stdout.write("")
+            progress.end()
             raise CommandError(f"--strict: stopped at line {stop.line}: {stop.reason}. Nothing was written.") from None
-        if terminal:
-            self.stdout.write("")
+        progress.end()
         rate = report.rows_read / report.rows_seconds if report.rows_seconds else 0
         heading = "Dry run: nothing was written." if report.dry_run else f"Import #{report.run.pk} completed."
         self.stdout.write(self.style.SUCCESS(heading) if not (report.failed or report.conflicts) else heading)
@@ -106,18 +71,4 @@ class Command(BaseCommand):
                 f"  backfill {report.backfill_seconds:.1f} s for {report.backfilled_members:,} members"
                 f" (aggregates, growth, {'points, ' if award_points else ''}tiers)"
             )
-        for line, reference, reason in report.errors[:ERRORS_SHOWN]:
-            self.stdout.write(self.style.WARNING(f"  line {line}: {reference + ': ' if reference else ''}{reason}"))
-        hidden = report.failed + report.conflicts - min(len(report.errors), ERRORS_SHOWN)
-        if hidden > 0:
-            where = (f"the admin (Members › Import runs › #{report.run.pk}, failed rows as CSV)"
-                     if report.run else "a run without --dry-run")
-            self.stdout.write(f"  … and {hidden:,} more; every failed row with its reason is in {where}.")
-
-
-def _bar(share: float, width: int = 24) -> str:
-    filled = int(share * width)
-    return "[" + "#" * filled + "." * (width - filled) + "]"
-
-
-
+        rejected_lines_write(self.stdout, self.style, report)

@@ -11,11 +11,9 @@ Columns: customer_id (required), points, expires_at, tier, tier_expires_at, emai
 points.opening_balances). Run it again on the same file at any time: what it already wrote counts as duplicates, so
 an interrupted import completes and a finished one changes nothing.
 """
-import time
-
 from django.core.management.base import BaseCommand, CommandError
 
-from members.management.commands.import_orders import ERRORS_SHOWN, _bar, _mapping
+from members.importing.console import ProgressReporter, mapping_parse, rejected_lines_write
 from points.opening_balances import (
     BATCH_MEMBERS,
     FIELDS,
@@ -46,26 +44,11 @@ class Command(BaseCommand):
                             help="Members per transaction.")
 
     def handle(self, *args, path, mode, map, encoding, date_format, dry_run, strict, batch_members, **options):
-        terminal = self.stdout.isatty()
-        last_line = [0.0]
-
-        def progress(event) -> None:
-            now = time.monotonic()
-            if not terminal and now - last_line[0] < 5 and event.bytes_done < event.bytes_total:
-                return  # plain log lines, every few seconds, when the output is a file
-            last_line[0] = now
-            share = event.bytes_done / event.bytes_total if event.bytes_total else 1
-            rate = event.done / event.seconds if event.seconds else 0
-            text = f"rows   {_bar(share)} {share:6.1%}  {event.done:>12,} rows  {rate:>10,.0f} rows/s"
-            if terminal:
-                self.stdout.write("\r" + text, ending="")
-                self.stdout.flush()
-            else:
-                self.stdout.write(text)
+        progress = ProgressReporter(self.stdout)
 
         try:
             report = balances_import(
-                path=path, mode=mode, encoding=encoding, mapping=_mapping(map), date_format=date_format,
+                path=path, mode=mode, encoding=encoding, mapping=mapping_parse(map), date_format=date_format,
                 dry_run=dry_run, strict=strict, batch_members=batch_members, on_progress=progress,
             )
         except FileNotFoundError:
@@ -73,11 +56,9 @@ class Command(BaseCommand):
         except ImportFileError as error:
             raise CommandError(str(error)) from None
         except StrictStop as stop:
-            if terminal:
-                self.stdout.write("")
+            progress.end()
             raise CommandError(f"--strict: stopped at line {stop.line}: {stop.reason}. Nothing was written.") from None
-        if terminal:
-            self.stdout.write("")
+        progress.end()
         heading = ("Dry run: nothing was written." if report.dry_run
                    else f"Import #{report.run.pk} completed ({report.mode}).")
         self.stdout.write(self.style.SUCCESS(heading) if not report.failed else heading)
@@ -95,10 +76,4 @@ class Command(BaseCommand):
                 f"{report.debt_cleared:,} points of debt cleared)"
             )
         self.stdout.write(f"  {report.rows_seconds:.1f} s")
-        for line, reference, reason in report.errors[:ERRORS_SHOWN]:
-            self.stdout.write(self.style.WARNING(f"  line {line}: {reference + ': ' if reference else ''}{reason}"))
-        hidden = report.failed - min(len(report.errors), ERRORS_SHOWN)
-        if hidden > 0:
-            where = (f"the admin (Members › Import runs › #{report.run.pk}, failed rows as CSV)"
-                     if report.run else "a run without --dry-run")
-            self.stdout.write(f"  … and {hidden:,} more; every failed row with its reason is in {where}.")
+        rejected_lines_write(self.stdout, self.style, report)
