@@ -1,5 +1,6 @@
 """Reads of the campaigns layer: the members a segment's filters select, a campaign's audience, the running campaigns
-of a kind, and the A/B arm a member falls in (a pure function of campaign and member, nothing stored).
+of a kind, the A/B arm a member falls in (a pure function of campaign and member, nothing stored) and what a member
+got from a campaign so far (its per-member cap).
 
 `segment_members(filters)` turns a Segment's `filters` (the schema is documented above campaigns.models.Segment) into
 one ORM query over Member: plain column conditions ANDed, each served by an index of members_member (tier,
@@ -11,13 +12,13 @@ import hashlib
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from members.models import Member
 from tiers.models import Tier
 
-from .models import Campaign, CampaignVariant
+from .models import Campaign, CampaignGrant, CampaignVariant
 
 # Assignment buckets: a member's arm is decided by a hash of (campaign, member) to 0..BUCKETS-1.
 BUCKETS = 10_000
@@ -149,3 +150,10 @@ def running_campaigns(kind: str, at: datetime | None = None):
         .select_related("segment")
         .order_by("id")
     )
+
+
+def member_campaign_totals(campaign_id: int, member_id: int) -> tuple[int, int]:
+    """(points, coupons) the member got from the campaign so far."""
+    grants = CampaignGrant.objects.filter(campaign_id=campaign_id, member_id=member_id, is_control=False)
+    totals = grants.aggregate(points=Sum("points"))
+    return totals["points"] or 0, grants.filter(coupon__isnull=False).count()

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Sum
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -38,7 +38,7 @@ from tiers.models import TierChange
 
 from ..errors import InvalidCampaign
 from ..models import Campaign, CampaignEvent, CampaignGrant
-from ..selectors import campaign_audience, campaign_variant_for
+from ..selectors import campaign_audience, campaign_variant_for, member_campaign_totals
 from .lifecycle import ONE_OFF_KINDS, status_set
 
 Kind = Campaign.Kind
@@ -180,13 +180,6 @@ class _Mailbag:
         return queued
 
 
-def _member_campaign_totals(campaign_id: int, member_id: int) -> tuple[int, int]:
-    """(points, coupons) the member got from the campaign so far."""
-    grants = CampaignGrant.objects.filter(campaign_id=campaign_id, member_id=member_id, is_control=False)
-    totals = grants.aggregate(points=Sum("points"))
-    return totals["points"] or 0, grants.filter(coupon__isnull=False).count()
-
-
 def _grant_member(
     *, purse: Purse, member: Member, variants: list, plan: GrantPlan, mailbag: _Mailbag, now: datetime,
     result: GrantRunResult,
@@ -214,7 +207,7 @@ def _grant_member(
     template_code = (variant.template_code if variant is not None else "") or campaign.template_code
     coupons = 1 if campaign.coupon_kind else 0
     if campaign.per_member_cap is not None and (points or coupons):
-        points_so_far, coupons_so_far = _member_campaign_totals(campaign.pk, member.pk)
+        points_so_far, coupons_so_far = member_campaign_totals(campaign.pk, member.pk)
         points = max(0, min(points, campaign.per_member_cap - points_so_far))
         coupons = coupons if coupons_so_far + coupons <= campaign.per_member_cap else 0
         if not points and not coupons:
