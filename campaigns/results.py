@@ -35,8 +35,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Avg, Case, Count, DateTimeField, DecimalField, Exists, ExpressionWrapper, F, IntegerField
-from django.db.models import OuterRef, Subquery, Sum, Value, When
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    DateTimeField,
+    DecimalField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -47,7 +61,7 @@ from members.models import Order
 from points.selectors import points_policy
 
 from .models import Campaign, CampaignGrant
-from .services import campaign_audience
+from .selectors import campaign_audience
 
 Z_95 = 1.96
 CENT = Decimal("0.01")

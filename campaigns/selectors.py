@@ -1,4 +1,6 @@
-"""Reads of the campaigns layer: the members a segment's filters select.
+"""Reads of the campaigns layer: the members a segment's filters select, a campaign's audience, the running campaigns
+of a kind, the A/B arm a member falls in (a pure function of campaign and member, nothing stored) and what a member
+got from a campaign so far (its per-member cap).
 
 `segment_members(filters)` turns a Segment's `filters` (the schema is documented above campaigns.models.Segment) into
 one ORM query over Member: plain column conditions ANDed, each served by an index of members_member (tier,
@@ -6,14 +8,20 @@ rfm_segment, activity_status, last_order_at, order_count, lifetime_spend, region
 an EXISTS on the member-tag table. No join multiplies rows, so a count is a plain COUNT(*) and needs no DISTINCT.
 Filters are read as saved: campaigns.forms.SegmentFiltersForm validates them before they are.
 """
+import hashlib
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from members.models import Member
 from tiers.models import Tier
+
+from .models import Campaign, CampaignGrant, CampaignVariant
+
+# Assignment buckets: a member's arm is decided by a hash of (campaign, member) to 0..BUCKETS-1.
+BUCKETS = 10_000
 
 
 def _local_midnight(day: date) -> datetime:
@@ -78,3 +86,74 @@ def segment_members(filters: dict, *, now: datetime | None = None) -> QuerySet[M
 def segment_count(filters: dict, *, now: datetime | None = None) -> int:
     """How many members the filters select: one COUNT(*)."""
     return segment_members(filters, now=now).count()
+
+
+# --- A/B assignment ---------------------------------------------------------------------------------------------
+
+
+def assignment_bucket(campaign_id: int, member_id: int) -> int:
+    """The member's bucket in the campaign, 0..9999: the first 8 bytes of SHA-256("{campaign}:{member}") modulo
+    10,000. Stable across processes, machines and releases (unlike Python's hash()), and independent between
+    campaigns, so a member's arm in one test says nothing of their arm in another."""
+    digest = hashlib.sha256(f"{campaign_id}:{member_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % BUCKETS
+
+
+def variant_for_bucket(variants: list[CampaignVariant], bucket: int) -> CampaignVariant | None:
+    """The arm a bucket falls in: the variants in id order share 0..9999 by their weights (cumulative edges,
+    integer arithmetic: bucket / 10,000 < sum of weights so far / total weight). None without variants."""
+    total = sum(variant.weight for variant in variants)
+    if not variants or total <= 0:
+        return None
+    edge = 0
+    for variant in variants:
+        edge += variant.weight
+        if bucket * total < edge * BUCKETS:
+            return variant
+    return variants[-1]
+
+
+def campaign_variant_for(campaign: Campaign, member_id: int, variants: list[CampaignVariant] | None = None):
+    """The member's arm of the campaign (None: the campaign has no variants). Deterministic: the same member always
+    gets the same arm, with nothing stored; the arm is written on the member's CampaignGrant for the results."""
+    if variants is None:
+        variants = list(campaign.variants.order_by("id"))
+    return variant_for_bucket(variants, assignment_bucket(campaign.pk, member_id))
+
+
+# --- Audience ---------------------------------------------------------------------------------------------------
+
+
+def campaign_audience(campaign: Campaign):
+    """The members the campaign may reward: its segment's members (campaigns.selectors.segment_members), or every
+    member, never a blocked one. A queryset, for set-based selection."""
+    if campaign.segment_id is None:
+        return Member.objects.filter(is_blocked=False)
+    return segment_members(campaign.segment.filters).filter(is_blocked=False)
+
+
+def campaign_includes(campaign: Campaign, member: Member) -> bool:
+    """Whether one member is in the campaign's audience: the segment's query narrowed to the member (one query)."""
+    if member.is_blocked:
+        return False
+    if campaign.segment_id is None:
+        return True
+    return campaign_audience(campaign).filter(pk=member.pk).exists()
+
+
+def running_campaigns(kind: str, at: datetime | None = None):
+    """Running campaigns of a kind whose window holds `at` (default now), oldest first."""
+    at = at or timezone.now()
+    return (
+        Campaign.objects.filter(kind=kind, status=Campaign.Status.RUNNING)
+        .filter(Q(starts_at__isnull=True) | Q(starts_at__lte=at), Q(ends_at__isnull=True) | Q(ends_at__gt=at))
+        .select_related("segment")
+        .order_by("id")
+    )
+
+
+def member_campaign_totals(campaign_id: int, member_id: int) -> tuple[int, int]:
+    """(points, coupons) the member got from the campaign so far."""
+    grants = CampaignGrant.objects.filter(campaign_id=campaign_id, member_id=member_id, is_control=False)
+    totals = grants.aggregate(points=Sum("points"))
+    return totals["points"] or 0, grants.filter(coupon__isnull=False).count()

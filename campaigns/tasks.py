@@ -17,9 +17,12 @@ from dataclasses import asdict
 from datetime import date
 
 from celery import shared_task
+from django.conf import settings
+from django.utils import translation
 
 from members.jobs import Job, JobTask, day_period, hour_period
 
+from .dashboard.cache import dashboard_warm as dashboard_warm_into_cache
 from .services import (
     GrantRunResult,
     campaign_grants_run,
@@ -55,13 +58,8 @@ def run_grants(self, period: str, user_id: int | None = None) -> dict:
 @shared_task(name="campaigns.dashboard_warm", soft_time_limit=9 * 60, time_limit=10 * 60)
 def dashboard_warm() -> list[str]:
     """Every ten minutes: the dashboard's default period, computed into the cache in the site's language."""
-    from django.conf import settings
-    from django.utils import translation
-
-    from .dashboard import dashboard_warm as warm
-
     with translation.override(settings.LANGUAGE_CODE):
-        return warm()
+        return dashboard_warm_into_cache()
 
 
 @shared_task(name="campaigns.update_statuses", soft_time_limit=5 * 60, time_limit=6 * 60)

@@ -1,7 +1,7 @@
 """Referral money guards: the referrer caps, and taking both rewards back when the qualifying order is refunded.
 
-Part of the engagement services (re-exported by `campaigns.engagement.services`; kept apart so that module stays
-readable).
+Part of the engagement services (re-exported by `campaigns.engagement.services`, beside its `referrals` module; kept
+apart because the settings and the README name it here).
 
 Caps. The referral rules may cap the referrals a referrer is rewarded for per local day and in all. They are counted
 in the referrer's own transaction (`referral_reward_referrer`), under the referrer's row lock, so two referees' orders
@@ -15,13 +15,13 @@ what is left of it is below the rules' minimum order amount, both rewards are ta
 points debt under the returns policy "debt"). A partial refund that leaves the order at or above the minimum keeps the
 rewards. The referee's side is taken back inside the refund's transaction (their row is locked there); the referrer's
 in a transaction of its own after the commit (`engagement.reverse_referrer`, the same lock-order reason as the credit:
-services module docstring, "Referral locking"), and `referrals_settle` completes one lost with a crashed worker.
-Every step is idempotent by its key (`referral:{referee_id}:{side}:reversal`) and by the referral's status, so a
-second refund or a retry never reverses twice. A referrer credit still queued when the refund arrives never lands
-(the credit finds the referral reversed). The referrer's referral growth is reversed too (`tiers.services.
-growth_reverse`); badges already awarded stay (awards are never taken back), but a reversed or capped referral no
-longer counts toward a referrals badge. LOYALTY_REFERRAL_REVERSAL_HANDLERS receive a ReferralReversed per side that
-was reversed (e.g. the referral campaigns' grants are taken back too).
+campaigns.engagement.services.referrals docstring, "Referral locking"), and `referrals_settle` completes one lost
+with a crashed worker. Every step is idempotent by its key (`referral:{referee_id}:{side}:reversal`) and by the
+referral's status, so a second refund or a retry never reverses twice. A referrer credit still queued when the refund
+arrives never lands (the credit finds the referral reversed). The referrer's referral growth is reversed too
+(`tiers.services.growth_reverse`); badges already awarded stay (awards are never taken back), but a reversed or capped
+referral no longer counts toward a referrals badge. LOYALTY_REFERRAL_REVERSAL_HANDLERS receive a ReferralReversed per
+side that was reversed (e.g. the referral campaigns' grants are taken back too).
 """
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,9 +32,10 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy
 
-from members.stored_text import stored_text
+from campaigns.task_queue import task_send
 from members.models import Member
 from members.services import OrderRefunded
+from members.stored_text import stored_text
 from points.models import PointsTransaction
 from points.services import points_claw_back
 from tiers.services import growth_reverse
@@ -45,6 +46,8 @@ from .selectors import local_day, referral_rule
 
 Status = Referral.Status
 # Referrals the referrer was rewarded for (a reversal does not give the cap back: the farming happened).
+# The registered name of campaigns.engagement.tasks.reverse_referrer.
+REVERSE_REFERRER_TASK = "engagement.reverse_referrer"
 REFERRER_PAID = (Status.REWARDED, Status.REVERSED)
 
 
@@ -128,9 +131,8 @@ def referral_on_refund(event: OrderRefunded) -> None:
 
 
 def _queue_referrer_reversal(referral_id: int) -> None:
-    from .tasks import reverse_referrer  # the tasks module imports the services, which import this one
-
-    reverse_referrer.delay(referral_id=referral_id)
+    # By the task's registered name: campaigns.engagement.tasks imports the services, which import this module.
+    task_send(REVERSE_REFERRER_TASK, referral_id=referral_id)
 
 
 def referrer_and_referral_locked(referral_id: int) -> tuple[Member, Referral] | None:

@@ -127,7 +127,3 @@ def message_counts(*, source: str) -> dict[str, int]:
             counts[f"skipped:{row['skip_reason']}"] = counts.get(f"skipped:{row['skip_reason']}", 0) + row["n"]
     return counts
 
-
-def member_messages(member: Member):
-    """A member's messages, newest first (message_member_created_idx)."""
-    return Message.objects.filter(member=member).order_by("-created_at", "-id")

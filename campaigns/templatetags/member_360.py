@@ -1,9 +1,9 @@
 """The member 360 on the member page: `{% load member_360 %}{% member_360 original %}` in
 templates/admin/members/member/member_360.html, which MemberAdmin shows above the change form
-(`change_form_outer_before_template`). The data is campaigns.dashboard.member_360."""
+(`change_form_outer_before_template`). The data is campaigns.dashboard.member_page.member_360."""
 from django import template
 
-from campaigns.dashboard import member_360 as member_360_data
+from campaigns.dashboard.member_page import member_360 as member_360_data
 
 register = template.Library()
 

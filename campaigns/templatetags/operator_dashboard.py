@@ -2,14 +2,15 @@
 CSV download. `{% load operator_dashboard %}{% operator_dashboard %}` in templates/admin/index.html.
 
 Charts are Unfold's chart components (a <canvas> its app.js draws with the Chart.js it ships); a user sees the charts
-whose permission they hold (campaigns.dashboard.CHARTS).
+whose permission they hold (campaigns.dashboard.charts.CHARTS).
 """
 from django import template
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from campaigns.dashboard import PRESETS, Period, dashboard
+from campaigns.dashboard.period import PRESETS, Period
+from campaigns.dashboard.views import dashboard
 
 register = template.Library()
 

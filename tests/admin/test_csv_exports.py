@@ -151,7 +151,7 @@ WALKED = {
     ("campaigns/results.py", "campaign_results_csv"),
     ("campaigns/admin.py", "results_csv"),
     ("campaigns/admin.py", "segment_export_response"),
-    ("campaigns/dashboard.py", "dashboard_csv_view"),
+    ("campaigns/dashboard/views.py", "dashboard_csv_view"),
     ("members/admin.py", "download_failed_rows"),
 }
 

@@ -186,7 +186,7 @@ def test_a_refund_racing_the_referrers_credit_leaves_the_referrer_with_nothing(m
     referee, _created = member_register(external_id="racer-new", email="rn@example.org",
                                         referral_code=referrer.referral_code)
     with monkeypatch.context() as patched:
-        patched.setattr("campaigns.engagement.services._queue_referrer_reward", lambda referral_id: None)
+        patched.setattr("campaigns.engagement.services.referrals._queue_referrer_reward", lambda referral_id: None)
         order_record(order_id="RACE-REF", customer_id=referee.external_id, amount=Decimal("100.00"), currency="CNY",
                      placed_at=timezone.now() - timedelta(minutes=5))
     referral = Referral.objects.get(referee=referee)

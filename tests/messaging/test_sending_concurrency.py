@@ -12,10 +12,9 @@ import pytest
 from django.db import connection
 from django.db.backends.signals import connection_created
 
-from campaigns.messaging import services
 from campaigns.messaging.channels import MessageChannel
 from campaigns.messaging.models import Message
-from campaigns.messaging.services import message_send, messages_queue_bulk, messages_send_due
+from campaigns.messaging.services import message_send, messages_queue_bulk, messages_send_due, queueing
 from members.models import Member
 from tests.factories import MemberFactory
 
@@ -91,7 +90,7 @@ def outbox(monkeypatch):
     for _ in range(MESSAGES):
         MemberFactory(email_opt_in=True)
     # Queued, not sent: committed here, the eager send would otherwise run at once.
-    monkeypatch.setattr(services, "_send_on_commit", lambda messages, now: None)
+    monkeypatch.setattr(queueing, "send_on_commit", lambda messages, now: None)
     messages_queue_bulk(members=Member.objects.all(), template_code="win_back", idempotency_key="race")
     ids = list(Message.objects.filter(status="queued").values_list("pk", flat=True))
     assert len(ids) == MESSAGES
