@@ -331,7 +331,7 @@ LOYALTY_ORDER_HANDLERS = [
     "campaigns.engagement.services.referral_on_order",
     # The gift of a running tier-up campaign for the upgrade this order just caused.
     "campaigns.services.campaign_tier_up_on_order",
-    # Campaign extra points on the order's points (the stacking rule: campaigns.services docstring). Late in the
+    # Campaign extra points on the order's points (the stacking rule: campaigns.services.handlers docstring). Late in the
     # list on purpose: a budgeted campaign's row stays locked until the order commits, so orders queue on it briefly.
     "campaigns.services.campaign_multiplier_on_order",
     # Last: badges for orders, spend and the tier just reached.
