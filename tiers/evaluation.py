@@ -35,12 +35,12 @@ from django.db.models import TextChoices
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from members.locking import members_lock
 from members.services import ORDER_CLOCK_SKEW
 
 from . import webhooks
 from .models import Tier, TierChange, TierPolicy
 from .windows import shift_sql, window_bound
-
 
 # What each rule did, for people (admin messages, command output).
 RULE_LABELS = {
@@ -169,15 +169,12 @@ def ensure_decision_table() -> None:
 
 
 def lock_range(lo: int, hi: int) -> None:
-    """Lock the range's member rows (PostgreSQL; SQLite's writer lock already serialises) so that no order changes
-    a member between the sums read and the decision written."""
+    """Lock the range's member rows, in primary-key order like every other batch, so that no order changes a member
+    between the sums read and the decision written (PostgreSQL; SQLite's writer lock already serialises)."""
     if connection.vendor != "postgresql":
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM members_member WHERE id >= %s AND id < %s FOR NO KEY UPDATE) locked",
-            [lo, hi],
-        )
+    # Only the ids come back: the rows themselves are read by the set-based statements that follow.
+    list(members_lock(range(lo, hi)).values_list("pk", flat=True))
 
 
 def refresh_window_sums(lo: int, hi: int, as_of: datetime, policy: TierPolicy, upto: datetime | None = None) -> int:
