@@ -49,11 +49,6 @@ class WindowSums:
     spend: Decimal
     orders: int
 
-    @classmethod
-    def of_member(cls, member: Member) -> "WindowSums":
-        """The sums cached on the member as of their last evaluation."""
-        return cls(growth=member.growth_value, spend=member.window_spend, orders=member.window_orders)
-
 
 def tier_qualifies(sums: WindowSums, tier: Tier) -> bool:
     """Every threshold that is set must be met; a tier without thresholds is open to everyone."""
@@ -62,11 +57,6 @@ def tier_qualifies(sums: WindowSums, tier: Tier) -> bool:
         and (tier.min_spend is None or sums.spend >= tier.min_spend)
         and (tier.min_orders is None or sums.orders >= tier.min_orders)
     )
-
-
-def tier_best_qualified(sums: WindowSums, ladder: list[Tier]) -> Tier | None:
-    qualified = [tier for tier in ladder if tier_qualifies(sums, tier)]
-    return max(qualified, key=lambda tier: tier.rank, default=None)
 
 
 def tier_missing(sums: WindowSums, tier: Tier) -> dict:
