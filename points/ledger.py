@@ -1,4 +1,4 @@
-"""The ledger kernel: the lot primitives every write on points goes through, and nothing else.
+"""The ledger kernel: the lot primitives under every write on points, and the invariants they keep.
 
 The services above (points.services: orders and refunds, earning, adjustments, redemptions, the expiry and release
 jobs; points.opening_balances, points.importing) decide *whether* and *how much*; these primitives decide *which lots*
@@ -28,8 +28,9 @@ ledger_mismatches, verifies them for every member and exits non-zero on any mism
        per other row:    sum(its allocations) == amount + debt_delta
    and an allocation only ever moves a lot of the transaction's own member.
 5. Order of spending. Debits draw first-expiring-first (never-expiring last, oldest first on a tie), available lots
-   before pending ones; a reversal gives back latest-expiring first, to the lots the debit drew from, which keep
-   their expiry (points do not outlive their lot: one that expired meanwhile expires again at once).
+   before pending ones, after the lots a clawback names first (the credit it reverses); a reversal gives back
+   latest-expiring first, to the lots the debit drew from, which keep their expiry (points do not outlive their
+   lot: one that expired meanwhile expires again at once).
 6. Once. `idempotency_key` is unique: an externally triggered write can never be booked twice (the services look the
    key up first and answer the first result).
 7. Locks. Every caller holds the member's row lock (members.locking) for the whole transaction, several members in
