@@ -13,7 +13,7 @@ from django.utils import timezone
 from members.models import Member
 from members.services import ORDER_CLOCK_SKEW
 
-from .evaluation import Ladder, _literal
+from .evaluation import Ladder, sql_number
 from .models import Benefit, ExcludedCategory, GrowthEvent, GrowthRule, Tier, TierPolicy
 from .windows import leaves_window_at, window_bound, window_q
 
@@ -197,7 +197,7 @@ def ladder_preview(new_ladder: list[Tier], steps: int | None = None) -> list[Lad
     steps = tier_policy().downgrade_steps if steps is None else steps
     ladder = Ladder(new_ladder)
     cur = ladder.position_of_tier_id("m.tier_id")
-    floor = f"CASE WHEN ({cur}) - {_literal(steps)} > 0 THEN ({cur}) - {_literal(steps)} ELSE 0 END"
+    floor = f"CASE WHEN ({cur}) - {sql_number(steps)} > 0 THEN ({cur}) - {sql_number(steps)} ELSE 0 END"
     q = ladder.qualified_position("m")
     target = f"CASE WHEN ({q}) > ({floor}) THEN ({q}) ELSE ({floor}) END"
     sql = f"""
