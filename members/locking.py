@@ -22,6 +22,11 @@ def member_lock(member: Member) -> Member:
 def members_lock(member_ids: Iterable[int], *, queryset: QuerySet | None = None) -> QuerySet:
     """The members `member_ids`, locked in primary-key order for the rest of the transaction (lazily: the locks are
     taken when the queryset is evaluated). `queryset` narrows or widens what is read (select_related, only); only the
-    members' own rows are locked, never a joined table's."""
+    members' own rows are locked, never a joined table's. A `range` of ids (step 1) is read as a range, not a list:
+    the nightly batches lock tens of thousands of members at a time."""
     base = Member.objects.all() if queryset is None else queryset
-    return base.select_for_update(of=("self",), no_key=True).filter(pk__in=list(member_ids)).order_by("pk")
+    if isinstance(member_ids, range) and member_ids.step == 1:
+        chosen = base.filter(pk__gte=member_ids.start, pk__lt=member_ids.stop)
+    else:
+        chosen = base.filter(pk__in=list(member_ids))
+    return chosen.select_for_update(of=("self",), no_key=True).order_by("pk")

@@ -29,10 +29,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from members.stored_text import stored_text
 from members.errors import Conflict, InvalidInput, NotFound
+from members.locking import member_lock
 from members.models import Member
-from members.services import member_lock
+from members.stored_text import stored_text
 from tiers.windows import local_midnight
 
 from .errors import InvalidAdjustment

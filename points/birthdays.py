@@ -16,9 +16,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils.translation import gettext_lazy
 
-from members.stored_text import stored_text
 from members.locking import members_lock
 from members.models import Member
+from members.stored_text import stored_text
 
 from .errors import MemberBlocked
 from .models import PointsTransaction

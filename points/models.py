@@ -119,10 +119,6 @@ class PointsTransaction(models.Model):
         return f"{self.amount:+d} {self.get_kind_display()} ({self.reference or self.idempotency_key})"
 
     @property
-    def is_credit(self) -> bool:
-        return self.amount > 0
-
-    @property
     def is_lot(self) -> bool:
         return self.amount > 0 and self.kind in LOT_KINDS
 
@@ -134,7 +130,6 @@ LOT_KINDS = (
     PointsTransaction.Kind.ADJUST,
     PointsTransaction.Kind.IMPORT,
 )
-RESTORE_KINDS = (PointsTransaction.Kind.REDEEM_CANCEL, PointsTransaction.Kind.DEDUCT_RETURN)
 
 
 class PointsAllocation(models.Model):

@@ -35,12 +35,12 @@ from django.db.models import TextChoices
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from members.locking import members_lock
 from members.services import ORDER_CLOCK_SKEW
 
 from . import webhooks
 from .models import Tier, TierChange, TierPolicy
 from .windows import shift_sql, window_bound
-
 
 # What each rule did, for people (admin messages, command output).
 RULE_LABELS = {
@@ -92,7 +92,7 @@ MAX_ROUNDS = 60
 _CHAINING_RULES = {"renewal", "grace", "downgrade", "override_end"}
 
 
-def _literal(value) -> str:
+def sql_number(value) -> str:
     """Ladder numbers are inlined (ints and Decimals from the database only): it keeps parameters to the datetimes."""
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
         raise TypeError(f"not a number: {value!r}")
@@ -107,16 +107,16 @@ class Ladder:
 
     def position_of_tier_id(self, column: str) -> str:
         # An unsaved tier (a ladder-change preview) has no id and no members yet.
-        whens = " ".join(f"WHEN {_literal(t.pk)} THEN {pos}" for pos, t in enumerate(self.tiers) if t.pk is not None)
+        whens = " ".join(f"WHEN {sql_number(t.pk)} THEN {pos}" for pos, t in enumerate(self.tiers) if t.pk is not None)
         return f"CASE {column} {whens} ELSE -1 END" if whens else "-1"
 
     def tier_id_at(self, position: str) -> str:
-        whens = " ".join(f"WHEN {pos} THEN {_literal(t.pk)}" for pos, t in enumerate(self.tiers))
+        whens = " ".join(f"WHEN {pos} THEN {sql_number(t.pk)}" for pos, t in enumerate(self.tiers))
         return f"CASE {position} {whens} END" if whens else "NULL"
 
     def validity_at(self, position: str) -> str:
         whens = " ".join(
-            f"WHEN {pos} THEN {_literal(t.validity_months)}"
+            f"WHEN {pos} THEN {sql_number(t.validity_months)}"
             for pos, t in enumerate(self.tiers)
             if t.validity_months is not None
         )
@@ -130,11 +130,11 @@ class Ladder:
             tier = self.tiers[pos]
             conditions = []
             if tier.min_growth is not None:
-                conditions.append(f"{alias}.growth_value >= {_literal(tier.min_growth)}")
+                conditions.append(f"{alias}.growth_value >= {sql_number(tier.min_growth)}")
             if tier.min_spend is not None:
-                conditions.append(f"{alias}.window_spend >= {_literal(tier.min_spend)}")
+                conditions.append(f"{alias}.window_spend >= {sql_number(tier.min_spend)}")
             if tier.min_orders is not None:
-                conditions.append(f"{alias}.window_orders >= {_literal(tier.min_orders)}")
+                conditions.append(f"{alias}.window_orders >= {sql_number(tier.min_orders)}")
             whens.append(f"WHEN {' AND '.join(conditions) or '1 = 1'} THEN {pos}")
         return f"CASE {' '.join(whens)} ELSE -1 END" if whens else "-1"
 
@@ -169,15 +169,12 @@ def ensure_decision_table() -> None:
 
 
 def lock_range(lo: int, hi: int) -> None:
-    """Lock the range's member rows (PostgreSQL; SQLite's writer lock already serialises) so that no order changes
-    a member between the sums read and the decision written."""
+    """Lock the range's member rows, in primary-key order like every other batch, so that no order changes a member
+    between the sums read and the decision written (PostgreSQL; SQLite's writer lock already serialises)."""
     if connection.vendor != "postgresql":
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM members_member WHERE id >= %s AND id < %s FOR NO KEY UPDATE) locked",
-            [lo, hi],
-        )
+    # Only the ids come back: the rows themselves are read by the set-based statements that follow.
+    list(members_lock(range(lo, hi)).values_list("pk", flat=True))
 
 
 def refresh_window_sums(lo: int, hi: int, as_of: datetime, policy: TierPolicy, upto: datetime | None = None) -> int:
@@ -229,8 +226,8 @@ def _decision_sql(
 ) -> str:
     """Step 2: the INSERT INTO tier_decision ... SELECT, in four layers: state (s), rule (r), outcome (o), final."""
     vendor = connection.vendor
-    steps = _literal(policy.downgrade_steps)
-    grace_days = _literal(policy.grace_days)
+    steps = sql_number(policy.downgrade_steps)
+    grace_days = sql_number(policy.grace_days)
     cur_validity = ladder.validity_at("s.cur_pos")
     floor = f"CASE WHEN s.cur_pos - {steps} > 0 THEN s.cur_pos - {steps} ELSE 0 END"
     target = f"CASE WHEN s.q_pos > {floor} THEN s.q_pos ELSE {floor} END"

@@ -13,7 +13,7 @@ from django.utils import timezone
 from members.models import Member
 from members.services import ORDER_CLOCK_SKEW
 
-from .evaluation import Ladder, _literal
+from .evaluation import Ladder, sql_number
 from .models import Benefit, ExcludedCategory, GrowthEvent, GrowthRule, Tier, TierPolicy
 from .windows import leaves_window_at, window_bound, window_q
 
@@ -49,11 +49,6 @@ class WindowSums:
     spend: Decimal
     orders: int
 
-    @classmethod
-    def of_member(cls, member: Member) -> "WindowSums":
-        """The sums cached on the member as of their last evaluation."""
-        return cls(growth=member.growth_value, spend=member.window_spend, orders=member.window_orders)
-
 
 def tier_qualifies(sums: WindowSums, tier: Tier) -> bool:
     """Every threshold that is set must be met; a tier without thresholds is open to everyone."""
@@ -62,11 +57,6 @@ def tier_qualifies(sums: WindowSums, tier: Tier) -> bool:
         and (tier.min_spend is None or sums.spend >= tier.min_spend)
         and (tier.min_orders is None or sums.orders >= tier.min_orders)
     )
-
-
-def tier_best_qualified(sums: WindowSums, ladder: list[Tier]) -> Tier | None:
-    qualified = [tier for tier in ladder if tier_qualifies(sums, tier)]
-    return max(qualified, key=lambda tier: tier.rank, default=None)
 
 
 def tier_missing(sums: WindowSums, tier: Tier) -> dict:
@@ -207,7 +197,7 @@ def ladder_preview(new_ladder: list[Tier], steps: int | None = None) -> list[Lad
     steps = tier_policy().downgrade_steps if steps is None else steps
     ladder = Ladder(new_ladder)
     cur = ladder.position_of_tier_id("m.tier_id")
-    floor = f"CASE WHEN ({cur}) - {_literal(steps)} > 0 THEN ({cur}) - {_literal(steps)} ELSE 0 END"
+    floor = f"CASE WHEN ({cur}) - {sql_number(steps)} > 0 THEN ({cur}) - {sql_number(steps)} ELSE 0 END"
     q = ladder.qualified_position("m")
     target = f"CASE WHEN ({q}) > ({floor}) THEN ({q}) ELSE ({floor}) END"
     sql = f"""

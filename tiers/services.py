@@ -19,8 +19,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from members.errors import InvalidInput
+from members.locking import member_lock
 from members.models import Member
-from members.services import OrderRecorded, OrderRefunded, member_lock
+from members.services import OrderRecorded, OrderRefunded
 
 from . import webhooks
 from .evaluation import EvaluationResult, Ladder, Mode, ensure_decision_table, evaluate_range
