@@ -22,7 +22,8 @@ from members.importing.backfill import ImportBackfill, statistics_refresh
 
 from .models import PointsPolicy, PointsTransaction
 from .selectors import points_policy
-from .services import _lots_expire, points_expiry_for
+from .ledger import lots_expire
+from .services import points_expiry_for
 
 
 def _expiry_sql(policy: PointsPolicy) -> str:
@@ -144,4 +145,4 @@ def points_backfill(backfill: ImportBackfill) -> None:
             )
     statistics_refresh("points_pointstransaction", added)
     # Anything else of these members whose expiry has come (lots from before the import) expires as the job would.
-    _lots_expire(backfill.member_ids, now=backfill.now, run=f"import-{uuid4().hex[:8]}")
+    lots_expire(backfill.member_ids, now=backfill.now, run=f"import-{uuid4().hex[:8]}")

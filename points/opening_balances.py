@@ -11,7 +11,7 @@ locked (`member_lock`, in primary-key order). Per member, in file order:
 
 - **Members** missing are registered through `members.services.member_register` (the member import's path: they
   join on the entry tier as any new member does).
-- **Points**: each row with points > 0 opens one IMPORT lot through the ledger's own `_lot_open`, expiring at the
+- **Points**: each row with points > 0 opens one IMPORT lot through the ledger's own `lot_open`, expiring at the
   row's `expires_at`, or by the points policy counted from now when it is blank (never, if the policy never
   expires), keyed `import:<sha256 of the file>:<line>`: running the same file again credits nothing (the rows
   count as duplicates), and a killed run resumes where it stopped.
@@ -90,7 +90,8 @@ from tiers.services import tier_import
 from tiers.windows import local_midnight
 
 from .models import PointsTransaction
-from .services import _lot_open, _member_settle, points_adjust, points_expiry_for
+from .ledger import lot_open, member_settle
+from .services import points_adjust, points_expiry_for
 
 ADD, OVERWRITE = "add", "overwrite"
 MODES = (ADD, OVERWRITE)
@@ -488,7 +489,7 @@ def _apply_member(context: _Context, member: Member, rows: list[ImportRow], *, f
         values = row.values
         key = f"{context.key_prefix}{row.line}"
         if values["points"] and key not in file_keys:
-            _lot_open(
+            lot_open(
                 member=member,
                 amount=values["points"],
                 kind=PointsTransaction.Kind.IMPORT,
@@ -515,7 +516,7 @@ def _apply_member(context: _Context, member: Member, rows: list[ImportRow], *, f
 def _balance_reset(context: _Context, member: Member, outcome: _MemberOutcome) -> bool:
     """Overwrite mode: take the member's available balance to 0 and clear their points debt, through points_adjust
     (append-only ADJUST transactions with the reason and who), before the file's lots go in."""
-    _member_settle(member, timezone.now())  # what is due to expire or be released first: the balance is then current
+    member_settle(member, timezone.now())  # what is due to expire or be released first: the balance is then current
     balance, debt = member.points_balance, member.points_debt
     reason = f"import overwrite: balance set by {context.file_name}"
     if balance:

@@ -10,9 +10,6 @@ invariants):
 Every public name is re-exported here: settings, other apps, tests and benchmarks name them as `points.services.X`.
 """
 from ..ledger import LotsJobResult
-from ..ledger import lot_open as _lot_open
-from ..ledger import lots_expire as _lots_expire
-from ..ledger import member_settle as _member_settle
 from .earning import points_adjust, points_earn
 from .jobs import points_expire_due, points_release_due
 from .orders import points_claw_back, points_on_order, points_on_refund
@@ -34,9 +31,4 @@ __all__ = [
     "points_release_due",
     "redemption_cancel",
     "reward_redeem",
-    # The kernel's primitives under their former private names, for points.importing and points.opening_balances
-    # until they import them from points.ledger.
-    "_lot_open",
-    "_lots_expire",
-    "_member_settle",
 ]

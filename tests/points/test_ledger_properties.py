@@ -4,7 +4,7 @@ The machine drives two members through earning, orders (some paid partly with po
 cancellation, partial and full refunds under both returns policies, manual adjustments both ways, the expiry and
 release jobs, and a fake clock that moves seconds to months ahead (or to the exact instant a lot expires or a pending
 lot is due). Beside the database it keeps a small model of each member's lots written from the rules in the
-docstrings of points.models and points.services (FIFO by expiry, available before pending, the order's own lot
+docstrings of points.models and points.ledger (FIFO by expiry, available before pending, the order's own lot
 first on a refund, debt paid off first, points given back latest-expiring first, lazily expired points never
 spent), and after every step it checks:
 
