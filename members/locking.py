@@ -30,3 +30,13 @@ def members_lock(member_ids: Iterable[int], *, queryset: QuerySet | None = None)
     else:
         chosen = base.filter(pk__in=list(member_ids))
     return chosen.select_for_update(of=("self",), no_key=True).order_by("pk")
+
+
+def members_lock_sql(member_ids_sql: str) -> str:
+    """The same lock for set-based SQL writers (the import backfill): a statement that locks, in primary-key order,
+    the members whose ids the subquery `member_ids_sql` selects, and answers how many it locked. PostgreSQL only;
+    SQLite has no row locks (one writer at a time)."""
+    return (
+        f"SELECT count(*) FROM (SELECT 1 FROM members_member WHERE id IN ({member_ids_sql}) "
+        f"ORDER BY id FOR NO KEY UPDATE) locked"
+    )

@@ -168,8 +168,9 @@ def _set_sql(member: str, scores: str) -> str:
 _IN_BATCH = "{t}.id > %(lo)s AND {t}.id <= %(hi)s"
 
 # PostgreSQL: the rows to change are locked in id order first (a CTE with FOR UPDATE runs to the end before the
-# UPDATE), as every multi-row lock in the project is taken, so the refresh never deadlocks with an order or a batch
-# of another job; the status is then computed from each row's latest version.
+# UPDATE), FOR NO KEY UPDATE as members.locking takes every multi-row member lock, but only the rows that change, so
+# the refresh never deadlocks with an order or a batch of another job; the status is then computed from each row's
+# latest version.
 UPDATE_SQL_POSTGRESQL = f"""
 WITH todo AS (
     SELECT m.id, s.r, s.f, s.m, s.segment FROM members_member m JOIN {SCORES_TABLE} s ON s.id = m.id

@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from ..locking import members_lock_sql
 from ..hooks import configured_hooks
 from ..models import ImportRun, ImportRunMember
 from .lifecycle import import_run_backfilled
@@ -116,11 +117,7 @@ def statistics_refresh(table: str, added_rows: int) -> None:
 def _backfill_batch(backfill: ImportBackfill) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM members_member WHERE id IN ({backfill.scope_sql}) "
-                f"ORDER BY id FOR NO KEY UPDATE) locked",
-                backfill.scope_params,
-            )
+            cursor.execute(members_lock_sql(backfill.scope_sql), backfill.scope_params)
     member_aggregates_refresh(backfill)
     for handler in configured_hooks("LOYALTY_IMPORT_BACKFILL_HANDLERS"):
         handler(backfill)
