@@ -243,6 +243,19 @@ def job_tasks() -> dict[str, JobTask]:
     return {name: task for name, task in app.tasks.items() if isinstance(task, JobTask)}
 
 
+def task_send(name: str, **kwargs) -> None:
+    """Send the task registered as `name` with these keyword arguments: on a worker when Celery has a broker, in
+    process otherwise. Call it from `transaction.on_commit`, so a rolled-back write sends nothing.
+
+    A service queues its work by the task's name so that it never imports its tasks module (the tasks, thin wrappers,
+    import the services: the other way would close an import circle). The task is looked up in the project's Celery
+    app after Celery's autodiscovery has run (a web process may never have imported the tasks modules), and sent with
+    `apply_async`, which keeps CELERY_TASK_ALWAYS_EAGER, where `send_task` would ignore it."""
+    app = current_app
+    app.loader.import_default_modules()
+    app.tasks[name].apply_async(kwargs=kwargs)
+
+
 def job_enqueue(*, task_name: str, user=None, period: str | None = None) -> str:
     """Send a job now (staff's "Run now", or "Resume" with the period of the run to resume), after the current
     transaction commits; on a worker when Celery has a broker, in process otherwise. Returns the period."""

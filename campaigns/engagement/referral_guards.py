@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy
 
-from campaigns.task_queue import task_send
+from members.jobs import task_send
 from members.models import Member
 from members.services import OrderRefunded
 from members.stored_text import stored_text

@@ -20,7 +20,7 @@ LOYALTY_REFERRAL_HANDLERS a ReferralRewarded per rewarded side (`hooks`). Referr
 
 Import order inside the package runs one way: hooks <- badges <- referrals, check-ins; coupons and events stand alone.
 No module here imports campaigns.engagement.tasks: the referrer's credit and reversal are sent by their registered
-task names (campaigns.task_queue).
+task names (members.jobs.task_send).
 """
 from ..referral_guards import (
     ReferralReversed,

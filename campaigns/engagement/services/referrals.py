@@ -10,7 +10,7 @@ Referral locking. The order pipeline holds the referee's row lock. The referrer 
 primary key: locking it now would take two member locks against primary-key order and could deadlock with any
 transaction that locks members in order (the expiry and birthday jobs lock batches of members ascending). So the
 referee is credited inside the order's transaction, and the referrer in a transaction of its own, queued with
-`transaction.on_commit` (the `engagement.reward_referrer` task, sent by name through campaigns.task_queue; it runs in
+`transaction.on_commit` (the `engagement.reward_referrer` task, sent by name through members.jobs.task_send; it runs in
 process when no broker is configured). Both credits are idempotent (`referral:{referee_id}:referee` / `:referrer`),
 and `referrals_settle` (command `settle_referrals`) completes any referrer credit that was lost with a crashed worker.
 (Independently of this app: on PostgreSQL, a referred member's order updates their row more than once, so at COMMIT
@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from campaigns.task_queue import task_send
+from members.jobs import task_send
 from members.models import Member
 from members.services import OrderRecorded
 from members.stored_text import stored_text

@@ -2,7 +2,7 @@
 rendering), `queueing` (the outbox rows, in the caller's transaction) and `sending` (claiming, delivering, retries).
 This package re-exports their public names, so `campaigns.messaging.services.X` keeps working for the admin, the
 triggers, the tasks and the tests. No module here imports campaigns.messaging.tasks: the send is started by the
-tasks' registered names (campaigns.task_queue), as the tasks import the services.
+tasks' registered names (members.jobs.task_send), as the tasks import the services.
 
 Queueing (`message_queue` for one member, `messages_queue_bulk` for a campaign's audience, `messages_queue_rows`
 for the triggers) decides, renders and writes the outbox row in the caller's transaction; the send is started with

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from campaigns.task_queue import task_send
+from members.jobs import task_send
 from members.models import Member
 from members.services import is_history_import
 
