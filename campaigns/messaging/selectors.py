@@ -3,7 +3,7 @@ due messages, and counts for campaign reports. Set-based: a batch of members cos
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Min, Q, Sum
 from django.utils import timezone
 
 from members.models import Member
@@ -114,16 +114,3 @@ def messages_due(now: datetime, *, sending_timeout: timedelta) -> Q:
     return Q(status=Message.Status.QUEUED, scheduled_at__lte=now) | Q(
         status=Message.Status.SENDING, claimed_at__lt=now - sending_timeout
     )
-
-
-def message_counts(*, source: str) -> dict[str, int]:
-    """Messages of one source (e.g. "campaign:12") by status, and the skipped ones by reason ("skipped:no_consent").
-    One grouped query (message_source_status_idx)."""
-    counts = {status: 0 for status in Message.Status.values}
-    rows = Message.objects.filter(source=source).values("status", "skip_reason").annotate(n=Count("id")).order_by()
-    for row in rows:
-        counts[row["status"]] += row["n"]
-        if row["skip_reason"]:
-            counts[f"skipped:{row['skip_reason']}"] = counts.get(f"skipped:{row['skip_reason']}", 0) + row["n"]
-    return counts
-
