@@ -210,7 +210,7 @@ def data_counts() -> dict:
             counts[label] = cursor.fetchone()[0]
         cursor.execute("SELECT max(order_count), percentile_disc(0.5) WITHIN GROUP (ORDER BY order_count) "
                        "FROM members_member")
-        counts["orders per member (max / median)"] = "%s / %s" % cursor.fetchone()
+        counts["orders per member (max / median)"] = "{} / {}".format(*cursor.fetchone())
     return counts
 
 
@@ -409,7 +409,7 @@ def wrk_run(server: Server, args, *, mode: str, clients: int, seconds: int, key:
         mode, key, token, str(args.members), str(args.long_members), REWARD_STOCK if mode == "redeem_one"
         else REWARD_SPREAD, placed, HAMMER,
     ]
-    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
     line = next((line for line in done.stdout.splitlines() if line.startswith("WRK ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no figures:\n{done.stdout}\n{done.stderr}")

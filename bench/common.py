@@ -193,7 +193,7 @@ def run_threaded(make_worker, count: int, threads: int) -> OpsResult:
         try:
             connection.ensure_connection()
             op = make_worker(no)
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+        except BaseException as exc:
             errors.append(exc)
             barrier.abort()
             connection.close()
@@ -205,7 +205,7 @@ def run_threaded(make_worker, count: int, threads: int) -> OpsResult:
                 t0 = time.perf_counter()
                 op(i)
                 mine.append(time.perf_counter() - t0)
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()

@@ -221,7 +221,7 @@ def data_shape() -> dict:
     return {
         "members": members, "buyers": buyers, "with birthday": birthdays, "email consent": email,
         "SMS consent": sms, "no region": no_region, "median orders (buyers)": median_orders,
-        "median spend (buyers)": str(median_spend), "tiers": {code: n for code, n in tiers},
+        "median spend (buyers)": str(median_spend), "tiers": dict(tiers),
         "member-tag rows": tag_rows, "members_member heap MiB": round(heap / 2**20),
         "members_member with indexes MiB": round(total / 2**20),
         "members_member_tags MiB": round(tags_total / 2**20),

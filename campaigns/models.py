@@ -54,6 +54,7 @@ class Segment(models.Model):
 # --- Campaigns --------------------------------------------------------------------------------------------------------
 from django.utils import timezone  # noqa: E402  (this section's own import: the file is shared and appended to)
 
+
 # A campaign rewards an audience (a Segment, or every member) by one of three mechanisms (Campaign.Kind):
 #   - a points multiplier on orders placed in its window (campaigns.services.campaign_multiplier_on_order);
 #   - a one-off grant of bonus points or a coupon to its audience (the campaigns.run_grants job);

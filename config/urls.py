@@ -3,13 +3,13 @@ from django.urls import include, path, register_converter
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from campaigns.dashboard import dashboard_csv_view
 from campaigns.engagement import api as engagement_api
 from members import api as members_api
-from campaigns.dashboard import dashboard_csv_view
 from members import privacy_api
 from members.api_index import ApiIndexView
-from points import api as points_api
 from members.identifiers import StoredIdConverter
+from points import api as points_api
 from tiers import api as tiers_api
 
 register_converter(StoredIdConverter, "stored_id")

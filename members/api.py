@@ -7,8 +7,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from members.api_fields import ApiDateTimeField, DecimalStringField, validated_input
-from members.idempotency import IdempotentPostMixin
 from members.api_schema import ErrorSerializer, error_responses  # noqa: F401 (ErrorSerializer: re-exported, as before)
+from members.idempotency import IdempotentPostMixin
 
 from .errors import OrderNotFound
 from .identifiers import IDENTIFIER_HELP, IDENTIFIER_MAX_LENGTH, validate_identifier

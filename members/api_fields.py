@@ -1,14 +1,14 @@
 """Input fields and pagination every API view shares: money as a decimal string, moments from 1970 to 2999, JSON
 types exactly as the schema states them, cursor pagination that answers a bad cursor with 400."""
 import re
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.http import QueryDict
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import CursorPagination
+
 
 class ApiCursorPagination(CursorPagination):
     """Cursor pagination of the API's lists (ledgers, coupons): an unreadable `cursor` is a 400 field error on
@@ -85,8 +85,8 @@ class ApiDateTimeField(serializers.DateTimeField):
     """An ISO 8601 moment from 1970 to 2999. Earlier ones would be rendered back in local mean time offsets
     ("+08:05:43", no valid RFC 3339), and far-future ones can overflow when converted between time zones."""
 
-    EARLIEST = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
-    LATEST = datetime(3000, 1, 1, tzinfo=dt_timezone.utc)
+    EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+    LATEST = datetime(3000, 1, 1, tzinfo=UTC)
     default_error_messages = {"range": _("Must be from 1970 to 2999.")}
 
     def to_internal_value(self, value):

@@ -20,8 +20,8 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 
 from members.api_fields import DecimalStringField
-from members.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from members.api_guard import body_cap
+from members.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 
 API_PREFIX = "/api/v1/"
 

@@ -420,6 +420,9 @@ class ImportRunMember(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "member"], name="import_run_member_unique")]
 
+    def __str__(self):
+        return f"import run {self.run_id}: member {self.member_id}"
+
 
 class JobRun(models.Model):
     """One run of a scheduled job for one period (a day, an hour): the record staff read the next morning, and the

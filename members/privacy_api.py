@@ -6,9 +6,9 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from members.idempotency import IdempotentPostMixin
 from members.api_fields import validated_input
 from members.api_schema import error_responses
+from members.idempotency import IdempotentPostMixin
 
 from .models import ApiScope
 from .privacy import member_anonymise, member_export

@@ -32,7 +32,7 @@ from .errors import (
 from .hooks import configured_hooks, history_importing, is_history_import  # noqa: F401  (re-exported)
 from .identifiers import IdentifierValidator, identifier_is_valid
 from .limits import birthday_in_range, birthday_range_message, member_totals_check
-from .locking import member_lock  # noqa: F401  (re-exported: callers import it from members.services)
+from .locking import member_lock
 from .models import ApiKey, Member, Order, OrderRefund
 
 # No 0/O/1/I/L: codes are read aloud and typed from screenshots.

@@ -14,8 +14,8 @@ from members.api_fields import (
     moment_in_range,
     validated_input,
 )
-from members.idempotency import KEY_PATTERN, IdempotentPostMixin, InvalidIdempotencyKey, idempotency_key_is_valid
 from members.api_schema import error_responses
+from members.idempotency import KEY_PATTERN, IdempotentPostMixin, InvalidIdempotencyKey, idempotency_key_is_valid
 from members.models import ApiScope
 from members.selectors import member_get
 

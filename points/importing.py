@@ -10,8 +10,7 @@ hold: each lot's `remaining` starts at its amount and the balances move by the s
 Known limit: imported credits do not pay off an existing points debt (a member with debt from earlier refunds
 keeps it; the live path pays debt first).
 """
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from uuid import uuid4
 
 from dateutil.relativedelta import relativedelta
@@ -20,9 +19,9 @@ from django.db import connection
 
 from members.importing.backfill import ImportBackfill, statistics_refresh
 
+from .ledger import lots_expire
 from .models import PointsPolicy, PointsTransaction
 from .selectors import points_policy
-from .ledger import lots_expire
 from .services import points_expiry_for
 
 
@@ -45,10 +44,10 @@ def _expiry_sql(policy: PointsPolicy) -> str:
 
 def _register_sqlite_functions(policy: PointsPolicy) -> None:
     def stored(value):
-        return datetime.fromisoformat(value).replace(tzinfo=dt_timezone.utc)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
     def back(moment):
-        return None if moment is None else str(moment.astimezone(dt_timezone.utc).replace(tzinfo=None))
+        return None if moment is None else str(moment.astimezone(UTC).replace(tzinfo=None))
 
     connection.ensure_connection()
     connection.connection.create_function(

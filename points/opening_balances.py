@@ -89,8 +89,8 @@ from tiers.selectors import tier_ladder
 from tiers.services import tier_import
 from tiers.windows import local_midnight
 
-from .models import PointsTransaction
 from .ledger import lot_open, member_settle
+from .models import PointsTransaction
 from .services import points_adjust, points_expiry_for
 
 ADD, OVERWRITE = "add", "overwrite"

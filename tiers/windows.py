@@ -8,8 +8,7 @@ month. `window_bound` turns that into a lower bound on occurred_at for a given a
 on one constant. The calendar-year window holds the events since local 1 January 00:00 inclusive.
 """
 import re
-from datetime import datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, time, timedelta
 
 from dateutil.relativedelta import relativedelta
 from django.db.models import Q
@@ -34,7 +33,7 @@ def _aware_like_postgresql(wall: datetime) -> datetime:
     tz = site_tz()
     first, second = wall.replace(tzinfo=tz, fold=0), wall.replace(tzinfo=tz, fold=1)
     if first.utcoffset() != second.utcoffset():
-        round_trip = first.astimezone(dt_timezone.utc).astimezone(tz).replace(tzinfo=None)
+        round_trip = first.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
         if round_trip == wall:  # it exists twice
             return second
     return first
@@ -116,7 +115,7 @@ def local_date_sql(vendor: str, moment_sql: str) -> str:
 def _sqlite_local_date(value):
     if value is None:
         return None
-    moment = datetime.fromisoformat(value).replace(tzinfo=dt_timezone.utc)
+    moment = datetime.fromisoformat(value).replace(tzinfo=UTC)
     return timezone.localtime(moment, site_tz()).date().isoformat()
 
 
@@ -125,8 +124,8 @@ def _sqlite_shift(value, months, days):
     if value is None or months is None or days is None:
         return None
     naive = datetime.fromisoformat(value)
-    moment = shift(naive.replace(tzinfo=dt_timezone.utc), months=int(months), days=int(days))
-    return str(moment.astimezone(dt_timezone.utc).replace(tzinfo=None))
+    moment = shift(naive.replace(tzinfo=UTC), months=int(months), days=int(days))
+    return str(moment.astimezone(UTC).replace(tzinfo=None))
 
 
 def register_sqlite_functions(sender, connection, **kwargs):

@@ -7,8 +7,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from members.api_fields import ApiCursorPagination, ApiDateTimeField, validated_input
-from members.idempotency import IdempotentPostMixin
 from members.api_schema import error_responses
+from members.idempotency import IdempotentPostMixin
 from members.models import ApiScope
 from members.selectors import member_get
 

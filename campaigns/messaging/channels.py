@@ -10,7 +10,6 @@ in by subclassing `SmsChannel` (implement `send_sms`) and naming the class there
 import hashlib
 import logging
 import smtplib
-import socket
 from uuid import uuid4
 
 from django.conf import settings
@@ -64,7 +63,7 @@ class EmailChannel(MessageChannel):
             error = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"
             # 5xx is a permanent refusal; 4xx (mailbox busy, greylisting, rate limit) is worth another try.
             raise (PermanentSendError if 500 <= exc.smtp_code < 600 else TransientSendError)(error) from exc
-        except (smtplib.SMTPException, socket.timeout, OSError) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise TransientSendError(f"{type(exc).__name__}: {exc}") from exc
         if not sent:
             raise TransientSendError("the email backend sent nothing")

@@ -10,8 +10,7 @@ as "" (use `|default:"..."`). Templates render in the message's language, so `|d
 import functools
 
 from django.contrib.humanize.templatetags import humanize
-from django.template import Context, Engine, Library, Template, TemplateSyntaxError
-from django.template import defaultfilters, defaulttags
+from django.template import Context, Engine, Library, Template, TemplateSyntaxError, defaultfilters, defaulttags
 from django.utils import translation
 from django.utils.translation import gettext as _
 

@@ -14,8 +14,8 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ..locking import members_lock_sql
 from ..hooks import configured_hooks
+from ..locking import members_lock_sql
 from ..models import ImportRun, ImportRunMember
 from .lifecycle import import_run_backfilled
 

@@ -42,7 +42,7 @@ from .lifecycle import (  # noqa: F401  (re-exported: the paths the commands, th
     import_run_backfilling,
     import_run_execute,
 )
-from .reading import FIELDS, ImportFileError, inspect_file  # noqa: F401
+from .reading import FIELDS, ImportFileError, inspect_file
 from .rows import RowsContext, rows_phase
 
 BLOCK_BYTES = 8 << 20  # about 90,000 rows of a typical export: one transaction each
@@ -72,8 +72,8 @@ def orders_import(
     layout = inspect_file(path, encoding=encoding, mapping=mapping)
     options = {"encoding": layout.encoding, "delimiter": layout.delimiter, "mapping": mapping or {},
                "date_format": date_format or "", "award_points": award_points, "strict": strict}
-    run_fields = dict(kind=ImportRun.Kind.ORDERS, source=source, file_name=(file_name or path.name)[:255],
-                      sha256=file_sha256(path), options=options, created_by=user)
+    run_fields = {"kind": ImportRun.Kind.ORDERS, "source": source, "file_name": (file_name or path.name)[:255],
+                      "sha256": file_sha256(path), "options": options, "created_by": user}
     started = time.monotonic()
     context = RowsContext(layout=layout, date_format=date_format, started=started, on_progress=on_progress)
 

@@ -8,11 +8,10 @@ Writing the orders (set-based, in batches) builds on this.
 """
 import codecs
 import csv
-import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -239,7 +238,7 @@ def _match_date(text: str) -> datetime:
     )
     if offset:
         if offset == "Z":
-            return moment.replace(tzinfo=dt_timezone.utc)
+            return moment.replace(tzinfo=UTC)
         sign = -1 if offset[0] == "-" else 1
         digits = offset[1:].replace(":", "")
         delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))

@@ -1,9 +1,8 @@
 import django.core.validators
-import members.models
 from django.db import migrations, models
 
+import members.models
 from members.jobs import Schedule, install_schedules, uninstall_schedules
-
 
 SCHEDULES = [
     # After the tier recalculation (02:00) and the birthday bonus (02:30); independent of both, but the night's

@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 from members.indexes import AddIndexOnline, RemoveIndexOnline
 
-
 NAME_INDEXES = {
     # A part of a name (UPPER(name) LIKE UPPER('%term%')), 3 characters or more: trigrams.
     "member_name_trgm_idx": "USING gin (UPPER(name) gin_trgm_ops)",

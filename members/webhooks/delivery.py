@@ -24,7 +24,6 @@ and staff may redeliver it from the admin. A delivery whose subscription was dea
 import json
 import logging
 import random
-import socket
 import time as monotonic_clock
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,8 +34,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F, Q
-from django.utils import timezone
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from .destinations import DestinationRefused, DestinationUnresolvable, destination_check, open_connection
@@ -112,7 +110,7 @@ def http_post(url: str, body: bytes, headers: dict, *, timeout: float) -> Attemp
         if 200 <= response.status < 300:
             return Attempt(status_code=response.status, response=excerpt)
         return Attempt(status_code=response.status, response=f"HTTP {response.status}: {excerpt}")
-    except (HTTPException, socket.timeout, TimeoutError, OSError, ValueError) as exc:
+    except (HTTPException, TimeoutError, OSError, ValueError) as exc:
         return Attempt(error=f"{type(exc).__name__}: {exc}")
     finally:
         connection.close()

@@ -60,6 +60,17 @@ class WebhookSubscription(models.Model):
     def __str__(self):
         return f"{self.name} ({self.url})"
 
+    def save(self, *args, **kwargs):
+        if isinstance(self.events, list):
+            self.events = sorted(set(self.events))
+        super().save(*args, **kwargs)
+        subscriptions_changed()  # the cached set of subscribed events (members.webhooks.subscribed)
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        subscriptions_changed()
+        return result
+
     def clean(self):
         super().clean()
         errors = {}
@@ -76,17 +87,6 @@ class WebhookSubscription(models.Model):
             errors["events"] = _("Choose at least one event.")
         if errors:
             raise ValidationError(errors)
-
-    def save(self, *args, **kwargs):
-        if isinstance(self.events, list):
-            self.events = sorted(set(self.events))
-        super().save(*args, **kwargs)
-        subscriptions_changed()  # the cached set of subscribed events (members.webhooks.subscribed)
-
-    def delete(self, *args, **kwargs):
-        result = super().delete(*args, **kwargs)
-        subscriptions_changed()
-        return result
 
 
 class WebhookDelivery(models.Model):

@@ -58,7 +58,7 @@ def subscriber_ids(event: str) -> list[int]:
         return []
     try:
         subscribed = cache.get(CACHE_KEY)
-    except Exception:  # noqa: BLE001
+    except Exception:
         subscribed = None
     if subscribed is not None and event not in subscribed:
         return []
@@ -66,7 +66,7 @@ def subscriber_ids(event: str) -> list[int]:
     if subscribed is None:
         try:
             cache.set(CACHE_KEY, sorted({name for _pk, events in rows for name in events or ()}), CACHE_SECONDS)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     return [pk for pk, events in rows if event in (events or ())]
 
@@ -132,7 +132,7 @@ def _dispatch_on_commit(event_ids: list) -> None:
                     tasks.deliver.delay(delivery_id)
             else:
                 tasks.deliver_due.delay()
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("Could not start %s webhook deliveries; the next sweep will.", len(event_ids),
                            exc_info=True)
 

@@ -24,5 +24,5 @@ def subscriptions_changed() -> None:
 def _cache_delete() -> None:
     try:
         cache.delete(CACHE_KEY)
-    except Exception:  # noqa: BLE001 - the cache is an optimisation; a down Redis must not break a save
+    except Exception:
         logger.warning("Could not clear the webhook subscriptions cache.", exc_info=True)
