@@ -19,15 +19,13 @@ from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdownFilter, RelatedDropdownFilter
 from unfold.decorators import display
 
-from members.admin import (
+from members.admin.member_page import MemberPageSection
+from members.admin.toolkit import (
     DayRangeFilter,
-    MemberAdmin,
     MemberColumnMixin,
     MemberHistoryInline,
     ReadOnlyModelAdmin,
     confirmed_action,
-    member_admin_action,
-    member_admin_inline,
 )
 from members.console.audit import AuditedAdminMixin
 from members.console.big_tables import BigTableAdminMixin
@@ -226,7 +224,6 @@ class MessageAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, Rea
         )
 
 
-@member_admin_inline
 class MessageInline(MemberHistoryInline):
     model = Message
     verbose_name_plural = _("messages")
@@ -251,7 +248,6 @@ class SendMessageForm(forms.Form):
     token = forms.CharField(widget=forms.HiddenInput, initial=lambda: uuid.uuid4().hex)
 
 
-@member_admin_action
 @admin.action(description=_("Send a message"), permissions=["send_message"])
 def send_message(modeladmin, request, queryset):
     """Queue one message from a template to each selected member, through `message_queue`: the same consent,
@@ -291,8 +287,13 @@ def send_message(modeladmin, request, queryset):
     )
 
 
-def _has_send_message_permission(self, request):
+def may_send_message(request) -> bool:
     return request.user.has_perm("messaging.add_message")
 
 
-MemberAdmin.has_send_message_permission = _has_send_message_permission
+# The messaging part of the member page (LOYALTY_MEMBER_PAGE_SECTIONS): the member's messages, and sending one.
+member_page_section = MemberPageSection(
+    inlines=[MessageInline],
+    actions=[send_message],
+    permissions={"send_message": may_send_message},
+)

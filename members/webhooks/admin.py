@@ -13,7 +13,7 @@ from unfold.contrib.filters.admin import ChoicesDropdownFilter, RelatedDropdownF
 from unfold.decorators import display
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminURLInputWidget
 
-from members.admin import ReadOnlyModelAdmin, confirmed_action
+from members.admin.toolkit import ReadOnlyModelAdmin, confirmed_action
 from members.console.big_tables import BigTableAdminMixin
 
 from .models import DESTINATION_HELP, WebhookDelivery, WebhookEvent, WebhookSubscription
