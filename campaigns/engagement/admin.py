@@ -12,7 +12,6 @@ from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import (
     AutocompleteSelectFilter,
     ChoicesDropdownFilter,
-    DropdownFilter,
     RelatedDropdownFilter,
 )
 from unfold.decorators import display
@@ -24,6 +23,7 @@ from members.admin.toolkit import (
     MemberHistoryInline,
     ReadOnlyModelAdmin,
     SingletonAdmin,
+    ValuesDropdownFilter,
     confirmed_action,
     member_header,
 )
@@ -352,17 +352,14 @@ class EngagementRuleAdmin(AuditedAdminMixin, ModelAdmin):
         return super().has_delete_permission(request, obj)
 
 
-class EventKindFilter(DropdownFilter):
+class EventKindFilter(ValuesDropdownFilter):
     """The kinds are the rules' (a handful of rows), not a DISTINCT over the events."""
 
     title = _("kind")
     parameter_name = "kind"
 
-    def lookups(self, request, model_admin):
-        return [(kind, kind) for kind in EngagementRule.objects.order_by("kind").values_list("kind", flat=True)]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(kind=self.value()) if self.value() else queryset
+    def values(self, request, model_admin):
+        return list(EngagementRule.objects.order_by("kind").values_list("kind", flat=True))
 
 
 @admin.register(EngagementEvent)

@@ -150,10 +150,6 @@ class MessageTemplateAdmin(AuditedAdminMixin, ModelAdmin):
         return TemplateResponse(request, "admin/messaging/messagetemplate/preview.html", context)
 
 
-class RetryForm(forms.Form):
-    """Retrying asks for nothing: the confirmation page is the question."""
-
-
 @admin.register(Message)
 class MessageAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = (
@@ -215,7 +211,6 @@ class MessageAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, Rea
             self,
             request,
             queryset,
-            form_class=RetryForm,
             title=_("Retry failed messages"),
             summary=_("%(count)s messages selected. The failed ones are queued again with a fresh set of attempts "
                       "(after the quiet hours, if it is night); consent is checked again when they are sent."),

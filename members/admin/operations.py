@@ -17,7 +17,6 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.filters.admin import (
     ChoicesDropdownFilter,
-    DropdownFilter,
 )
 from unfold.decorators import action, display
 from unfold.widgets import (
@@ -32,7 +31,14 @@ from members.jobs import LEASE, job_enqueue, job_tasks, next_run_of
 from members.models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun
 from members.services import api_key_rotate
 
-from .toolkit import DayRangeFilter, ReadOnlyMixin, ReadOnlyModelAdmin, confirmed_action, csv_response
+from .toolkit import (
+    DayRangeFilter,
+    ReadOnlyMixin,
+    ReadOnlyModelAdmin,
+    ValuesDropdownFilter,
+    confirmed_action,
+    csv_response,
+)
 
 # --- Import runs ----------------------------------------------------------------------------------------------------
 
@@ -245,15 +251,12 @@ class RunJobsPermissionMixin:
         return request.user.has_perm("members.run_jobs")
 
 
-class JobNameFilter(DropdownFilter):
+class JobNameFilter(ValuesDropdownFilter):
     title = _("job")
     parameter_name = "job"
 
-    def lookups(self, request, model_admin):
-        return [(name, name) for name in sorted(job_tasks())]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(job=self.value()) if self.value() else queryset
+    def values(self, request, model_admin):
+        return sorted(job_tasks())
 
 
 @admin.register(JobRun)

@@ -10,6 +10,7 @@ values cache them.
 """
 from datetime import datetime, time, timedelta
 
+from django import forms
 from django.contrib.admin import helpers
 from django.core.cache import cache
 from django.http import HttpResponseRedirect
@@ -108,32 +109,49 @@ class DayRangeFilter(RangeDateFilter):
         return queryset
 
 
-class DistinctValuesFilter(DropdownFilter):
+class ValuesDropdownFilter(DropdownFilter):
+    """A dropdown of the values `values()` lists (job names, engagement kinds...), filtering on the column
+    `field_name` (by default the query parameter's name)."""
+
+    field_name: str = ""
+
+    def values(self, request, model_admin) -> list[str]:
+        raise NotImplementedError
+
+    def lookups(self, request, model_admin):
+        return [(value, value) for value in self.values(request, model_admin)]
+
+    def queryset(self, request, queryset):
+        if self.value() in (None, ""):
+            return queryset
+        return queryset.filter(**{self.field_name or self.parameter_name: self.value()})
+
+
+class DistinctValuesFilter(ValuesDropdownFilter):
     """A dropdown of the values a free-text column holds (currency, channel).
 
     Listing them is a DISTINCT over the whole table, too slow to repeat on every page of a table with millions of
     rows; the list is cached for a few minutes, so a new channel shows up in the dropdown a little later.
     """
 
-    field_name: str
     cache_seconds = 600
     max_values = 100
 
-    def lookups(self, request, model_admin):
+    def values(self, request, model_admin):
         key = f"admin-distinct-values:{model_admin.model._meta.label_lower}.{self.field_name}"
         values = cache.get(key)
         if values is None:
             values = distinct_column_values(model_admin.model._default_manager.all(), self.field_name, self.max_values)
             cache.set(key, values, self.cache_seconds)
-        return [(value, value) for value in values]
-
-    def queryset(self, request, queryset):
-        if self.value() in (None, ""):
-            return queryset
-        return queryset.filter(**{self.field_name: self.value()})
+        return values
 
 
-def confirmed_action(modeladmin, request, queryset, *, form_class, title, summary, confirm_label, apply, preview=10):
+class NothingToAskForm(forms.Form):
+    """The form of a confirmed action that asks for nothing (retry, redeliver, rotate): the page is the question."""
+
+
+def confirmed_action(modeladmin, request, queryset, *, title, summary, confirm_label, apply, form_class=NothingToAskForm,
+                     preview=10):
     """An admin action in two steps: a confirmation page showing what will be touched and asking for the form's
     fields (amount, reason...), then `apply(cleaned_data)`, which calls services and returns None when it is done.
     Works with "select all" across pages: the selection travels as the changelist's filters, not a list of ids."""

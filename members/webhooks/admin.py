@@ -42,10 +42,6 @@ class WebhookSubscriptionForm(forms.ModelForm):
         fields = ("name", "url", "events", "active")
 
 
-class ConfirmForm(forms.Form):
-    """The confirmation page is the question: nothing to fill in."""
-
-
 @admin.register(WebhookSubscription)
 class WebhookSubscriptionAdmin(ModelAdmin):
     form = WebhookSubscriptionForm
@@ -98,7 +94,6 @@ class WebhookSubscriptionAdmin(ModelAdmin):
             self,
             request,
             queryset,
-            form_class=ConfirmForm,
             title=_("Rotate signing secrets"),
             summary=_("%(count)s subscriptions selected. Each gets a new secret at once: deliveries from now on "
                       "(retries included) are signed with it, and the storefront rejects them until it has it."),
@@ -179,7 +174,6 @@ class WebhookDeliveryAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
             self,
             request,
             queryset,
-            form_class=ConfirmForm,
             title=_("Redeliver failed webhook deliveries"),
             summary=_("%(count)s deliveries selected. The failed ones are sent again with a fresh set of attempts "
                       "and the same event id (X-Loyalty-Delivery), so the storefront can drop a copy it already has."),
