@@ -54,6 +54,8 @@ from .uploads import ImportPermissionMixin, MemberImportForm
 class MemberRegionFilter(DistinctValuesFilter):
     title = _("region")
     parameter_name = field_name = "region"
+
+
 class BlockForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), max_length=200, help_text=_("Recorded in the member's history."))
 
@@ -62,6 +64,7 @@ class AnonymiseForm(forms.Form):
     reason = forms.CharField(
         label=_("Reason"), max_length=500, help_text=_("e.g. the erasure request's reference; recorded in the history.")
     )
+
 
 # --- Members --------------------------------------------------------------------------------------------------------
 
@@ -81,7 +84,6 @@ class OrderInline(MemberHistoryInline):
         "channel",
     )
     ordering = ("-placed_at", "-id")
-
 
 
 class MemberAdminForm(forms.ModelForm):
@@ -260,7 +262,6 @@ class MemberAdmin(BigTableAdminMixin, AuditedAdminMixin, ImportPermissionMixin, 
     @display(description=_("member"), header=True, ordering="name")
     def member(self, obj):
         return member_header(obj)
-
 
     def get_search_results(self, request, queryset, search_term):
         """Django's search (every word must match one of `search_fields`), except that a word shorter than
@@ -445,5 +446,3 @@ class TagAdmin(AuditedAdminMixin, ModelAdmin):
             '<span style="display:inline-block;width:1rem;height:1rem;border-radius:9999px;background:{}"></span> {}',
             obj.color, obj.color,
         )
-
-

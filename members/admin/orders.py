@@ -238,4 +238,3 @@ class OrderAdmin(MemberColumnMixin, BigTableAdminMixin, ImportPermissionMixin, I
             "runs; refresh to follow it."
         ) % {"file": staged.file_name, "rows": staged.rows})
         return HttpResponseRedirect(reverse("admin:members_importrun_changelist"))
-

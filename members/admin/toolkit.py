@@ -195,4 +195,3 @@ class MemberColumnMixin:
     @display(description=_("member"), header=True, ordering="member__name")
     def member_display(self, obj):
         return member_header(obj.member)
-

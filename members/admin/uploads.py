@@ -251,4 +251,3 @@ class OrderImportForm(ImportForm):
 class OrderImportConfirmForm(forms.Form):
     token = forms.CharField(widget=forms.HiddenInput, max_length=64)
     award_points = forms.BooleanField(required=False, widget=forms.HiddenInput)
-
