@@ -13,10 +13,10 @@ from django.views.decorators.http import require_http_methods
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
+from members.admin.toolkit import csv_response
 from members.console.audit import AuditedAdminMixin
 from members.console.big_tables import BigTableAdminMixin
 from members.models import ActivityStatus, RfmSegment
-from members.csv_export import csv_response
 
 from .forms import SegmentAdminForm, SegmentFiltersForm, initial_from_filters
 from .models import Segment
@@ -217,7 +217,8 @@ from unfold.contrib.filters.admin import (  # noqa: E402
 )
 from unfold.widgets import UnfoldAdminTextInputWidget  # noqa: E402
 
-from members.admin import DayRangeFilter, MemberHistoryInline, ReadOnlyModelAdmin, member_admin_inline  # noqa: E402
+from members.admin.member_page import MemberPageSection  # noqa: E402
+from members.admin.toolkit import DayRangeFilter, MemberHistoryInline, ReadOnlyModelAdmin  # noqa: E402
 from members.errors import DomainError  # noqa: E402
 
 from .models import Campaign, CampaignEvent, CampaignGrant, CampaignVariant  # noqa: E402
@@ -315,7 +316,6 @@ class CampaignEventInline(MemberHistoryInline):
     ordering = ("-created_at", "-id")
 
 
-@member_admin_inline
 class MemberCampaignGrantInline(MemberHistoryInline):
     model = CampaignGrant
     verbose_name_plural = _("campaign rewards")
@@ -395,10 +395,6 @@ class CampaignAdmin(AuditedAdminMixin, ModelAdmin):
         if obj is not None and obj.status != Campaign.Status.DRAFT:
             fields += [name for name in FROZEN_AFTER_LAUNCH if name not in fields]
         return fields
-
-    def get_inlines(self, request, obj):
-        # A new campaign has no grants or history yet.
-        return self.inlines if obj is not None else [CampaignVariantInline]
 
     def get_inlines(self, request, obj):
         # A new campaign has no grants or history yet.
@@ -520,3 +516,7 @@ class CampaignGrantAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     search_help_text = _("The member's storefront customer id, email or phone (exact).")
     sortable_by = ("granted_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
+
+
+# The campaigns part of the member page (LOYALTY_MEMBER_PAGE_SECTIONS): the campaign grants the member received.
+member_page_section = MemberPageSection(inlines=[MemberCampaignGrantInline])

@@ -399,6 +399,16 @@ LOYALTY_CHURN_RISK_DAYS = env.int("LOYALTY_CHURN_RISK_DAYS", default=90)
 # (or, without a broker, tells staff to use the command) instead of holding the request.
 LOYALTY_ADMIN_IMPORT_MAX_ROWS = env.int("LOYALTY_ADMIN_IMPORT_MAX_ROWS", default=2000)
 
+# The member page of the admin (members.admin.MemberAdmin) is assembled from these sections, in this order, one per
+# app above members: each adds its history tables, list actions with their permission checks, and read-only panels
+# (members.admin.member_page.MemberPageSection). No app patches MemberAdmin; INSTALLED_APPS order does not matter.
+LOYALTY_MEMBER_PAGE_SECTIONS = [
+    "tiers.admin.member_page_section",
+    "points.admin.member_page_section",
+    "campaigns.admin.member_page_section",
+    "campaigns.engagement.admin.member_page_section",
+    "campaigns.messaging.admin.member_page_section",
+]
 # The member detail (API and member 360) is assembled from these sections, one per app above members, so the
 # members app shows tiers and points without importing them.
 LOYALTY_MEMBER_DETAIL_SECTIONS = [

@@ -9,7 +9,7 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
@@ -21,22 +21,21 @@ from unfold.contrib.filters.admin import (
 )
 from unfold.decorators import display
 
-from members.console.audit import AuditedAdminMixin
-from members.csv_export import csv_response
-from members.admin import (
+from members.admin.member_page import MemberPageSection
+from members.admin.toolkit import (
     DayRangeFilter,
-    MemberAdmin,
     MemberColumnMixin,
     MemberHistoryInline,
     ReadOnlyMixin,
     ReadOnlyModelAdmin,
+    SingletonAdmin,
     confirmed_action,
-    member_admin_action,
-    member_admin_inline,
+    csv_response,
 )
+from members.console.audit import AuditedAdminMixin
+from members.console.big_tables import BigTableAdminMixin
 from members.errors import DomainError
 from members.limits import POINTS_ADJUSTMENT_MAX
-from members.console.big_tables import BigTableAdminMixin
 
 from .approvals import (
     adjustment_approve,
@@ -191,8 +190,8 @@ def liability_csv_rows(report):
 
 
 @admin.register(PointsPolicy)
-class PointsPolicyAdmin(AuditedAdminMixin, ModelAdmin):
-    """One row: the list goes straight to it; it is never added or deleted."""
+class PointsPolicyAdmin(SingletonAdmin):
+    """One row (members.admin.SingletonAdmin): the list goes straight to it; it is never added or deleted."""
 
     fieldsets = (
         (_("Expiry"), {"fields": ("expiry_mode", "expiry_period", "expiring_soon_days")}),
@@ -202,20 +201,6 @@ class PointsPolicyAdmin(AuditedAdminMixin, ModelAdmin):
         (_("Record"), {"fields": ("updated_at", "updated_by")}),
     )
     readonly_fields = ("updated_at", "updated_by")
-
-    def changelist_view(self, request, extra_context=None):
-        policy, _created = PointsPolicy.objects.get_or_create(pk=1)
-        return HttpResponseRedirect(reverse("admin:points_pointspolicy_change", args=[policy.pk]))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def save_model(self, request, obj, form, change):
-        obj.updated_by = request.user
-        super().save_model(request, obj, form, change)
 
 
 # --- Rewards and redemptions ------------------------------------------------------------------------------------
@@ -347,7 +332,6 @@ def adjust_points_form(user) -> type[AdjustPointsForm]:
     return type("SmallAdjustPointsForm", (AdjustPointsForm,), {"limit": limit})
 
 
-@member_admin_action
 @admin.action(description=_("Adjust points"), permissions=["adjust_points"])
 def adjust_points(modeladmin, request, queryset):
     def apply(data):
@@ -397,12 +381,9 @@ def adjust_points(modeladmin, request, queryset):
     )
 
 
-def _has_adjust_points_permission(self, request):
+def may_adjust_points(request) -> bool:
+    """Staff with either adjustment permission are offered "Adjust points" (MemberAdmin.has_adjust_points_permission)."""
     return request.user.has_perm("points.adjust_points") or request.user.has_perm("points.adjust_points_small")
-
-
-# The member list's admin checks `has_adjust_points_permission` before offering the action.
-MemberAdmin.has_adjust_points_permission = _has_adjust_points_permission
 
 
 # --- Four eyes: adjustment requests ------------------------------------------------------------------------------
@@ -530,9 +511,16 @@ class PointsAdjustmentRequestAdmin(MemberColumnMixin, AuditedAdminMixin, ReadOnl
         )
 
 
-@member_admin_inline
 class PointsTransactionInline(MemberHistoryInline):
     model = PointsTransaction
     verbose_name_plural = _("points transactions")
     fields = ("created_at", "kind", "amount", "remaining", "expires_at", "reference", "created_by")
     list_select_related = ("created_by",)
+
+
+# The points part of the member page (LOYALTY_MEMBER_PAGE_SECTIONS): the ledger and the adjustment action.
+member_page_section = MemberPageSection(
+    inlines=[PointsTransactionInline],
+    actions=[adjust_points],
+    permissions={"adjust_points": may_adjust_points},
+)

@@ -27,19 +27,17 @@ from unfold.contrib.filters.admin import (
 )
 from unfold.decorators import action, display
 
-from members.console.audit import AuditedAdminMixin
-from members.console.big_tables import BigTableAdminMixin
-from members.admin import (
+from members.admin.member_page import MemberPageSection, MemberPanel
+from members.admin.toolkit import (
     DayRangeFilter,
-    MemberAdmin,
     MemberColumnMixin,
     MemberHistoryInline,
     ReadOnlyModelAdmin,
+    SingletonAdmin,
     confirmed_action,
-    member_admin_action,
-    member_admin_inline,
-    member_admin_panel,
 )
+from members.console.audit import AuditedAdminMixin
+from members.console.big_tables import BigTableAdminMixin
 from members.errors import DomainError
 from members.models import Member
 
@@ -260,8 +258,8 @@ class ExcludedCategoryInline(TabularInline):
 
 
 @admin.register(TierPolicy)
-class TierPolicyAdmin(AuditedAdminMixin, ModelAdmin):
-    """One row: the list goes straight to it; it is never added or deleted."""
+class TierPolicyAdmin(SingletonAdmin):
+    """One row (members.admin.SingletonAdmin): the list goes straight to it; it is never added or deleted."""
 
     fieldsets = (
         (_("Qualification window"), {"fields": ("window_mode", "window_months")}),
@@ -270,20 +268,6 @@ class TierPolicyAdmin(AuditedAdminMixin, ModelAdmin):
     )
     readonly_fields = ("updated_at", "updated_by")
     inlines = [GrowthRuleInline, ExcludedCategoryInline]
-
-    def changelist_view(self, request, extra_context=None):
-        policy, _created = TierPolicy.objects.get_or_create(pk=1)
-        return HttpResponseRedirect(reverse("admin:tiers_tierpolicy_change", args=[policy.pk]))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def save_model(self, request, obj, form, change):
-        obj.updated_by = request.user
-        super().save_model(request, obj, form, change)
 
 
 @admin.register(TierChange)
@@ -340,7 +324,6 @@ class GrowthEventAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin
     fields = ("member", "source", "amount", "spend", "orders", "occurred_at", "reference", "idempotency_key", "created_at")
 
 
-@member_admin_inline
 class TierChangeInline(MemberHistoryInline):
     model = TierChange
     fk_name = "member"
@@ -349,7 +332,6 @@ class TierChangeInline(MemberHistoryInline):
     list_select_related = ("from_tier", "to_tier", "created_by")
 
 
-@member_admin_inline
 class GrowthEventInline(MemberHistoryInline):
     model = GrowthEvent
     verbose_name_plural = _("growth events")
@@ -359,7 +341,6 @@ class GrowthEventInline(MemberHistoryInline):
 # --- On the member page -------------------------------------------------------------------------------------------
 
 
-@member_admin_panel(_("Tier"), description=_("status and progress"))
 def tier_progress(member: Member) -> str:
     return render_to_string("admin/tiers/member_tier_panel.html", member_detail_tier_section(member))
 
@@ -384,7 +365,6 @@ class TierOverrideForm(forms.Form):
         return moment
 
 
-@member_admin_action
 @admin.action(description=_("Set tier by hand (override)"), permissions=["override_tier"])
 def override_tier(modeladmin, request, queryset):
     def apply(data):
@@ -415,7 +395,6 @@ def override_tier(modeladmin, request, queryset):
     )
 
 
-@member_admin_action
 @admin.action(description=_("End tier override"), permissions=["override_tier"])
 def end_tier_override(modeladmin, request, queryset):
     ended = 0
@@ -428,7 +407,6 @@ def end_tier_override(modeladmin, request, queryset):
     )
 
 
-@member_admin_action
 @admin.action(description=_("Re-evaluate tier now"), permissions=["change"])
 def reevaluate_member_tiers(modeladmin, request, queryset):
     moved = 0
@@ -437,8 +415,15 @@ def reevaluate_member_tiers(modeladmin, request, queryset):
     modeladmin.message_user(request, _("%(count)s members changed tier or validity.") % {"count": moved}, messages.SUCCESS)
 
 
-def _has_override_tier_permission(self, request):
+def may_override_tier(request) -> bool:
     return request.user.has_perm("tiers.override_tier")
 
 
-MemberAdmin.has_override_tier_permission = _has_override_tier_permission
+# The tiers part of the member page (LOYALTY_MEMBER_PAGE_SECTIONS): the tier history, the status panel in the
+# "Tier" fieldset, and the override and re-evaluation actions.
+member_page_section = MemberPageSection(
+    inlines=[TierChangeInline, GrowthEventInline],
+    actions=[override_tier, end_tier_override, reevaluate_member_tiers],
+    permissions={"override_tier": may_override_tier},
+    panels=[MemberPanel(fieldset=_("Tier"), description=_("status and progress"), render=tier_progress)],
+)

@@ -6,32 +6,29 @@ import uuid
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.http import HttpResponseRedirect
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import (
     AutocompleteSelectFilter,
     ChoicesDropdownFilter,
-    DropdownFilter,
     RelatedDropdownFilter,
 )
 from unfold.decorators import display
 
-from members.console.audit import AuditedAdminMixin
-from members.console.big_tables import BigTableAdminMixin
-from members.admin import (
+from members.admin.member_page import MemberPageSection
+from members.admin.toolkit import (
     DayRangeFilter,
-    MemberAdmin,
     MemberColumnMixin,
     MemberHistoryInline,
     ReadOnlyModelAdmin,
+    SingletonAdmin,
+    ValuesDropdownFilter,
     confirmed_action,
-    member_admin_action,
-    member_admin_inline,
     member_header,
 )
+from members.console.audit import AuditedAdminMixin
+from members.console.big_tables import BigTableAdminMixin
 from members.errors import DomainError
 
 from .models import (
@@ -53,25 +50,6 @@ COUPON_STATUS_COLOURS = {
     Coupon.Status.REVOKED: "danger",
     Coupon.EXPIRED: "warning",
 }
-
-
-class SingletonAdmin(AuditedAdminMixin, ModelAdmin):
-    """One row of rules: the list goes straight to it; it is never added or deleted."""
-
-    def changelist_view(self, request, extra_context=None):
-        row, _created = self.model.objects.get_or_create(pk=1)
-        opts = self.model._meta
-        return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk]))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def save_model(self, request, obj, form, change):
-        obj.updated_by = request.user
-        super().save_model(request, obj, form, change)
 
 
 # --- Coupons ------------------------------------------------------------------------------------------------------
@@ -228,7 +206,6 @@ class GrantCouponForm(forms.Form):
         return data
 
 
-@member_admin_action
 @admin.action(description=_("Grant a coupon"), permissions=["grant_coupon"])
 def grant_coupon(modeladmin, request, queryset):
     """The member list's (and the member 360 page's) way to give selected members a coupon, through `coupon_grant`:
@@ -261,11 +238,8 @@ def grant_coupon(modeladmin, request, queryset):
     )
 
 
-def _has_grant_coupon_permission(self, request):
+def may_grant_coupon(request) -> bool:
     return request.user.has_perm("engagement.add_coupon")
-
-
-MemberAdmin.has_grant_coupon_permission = _has_grant_coupon_permission
 
 # --- Referrals ----------------------------------------------------------------------------------------------------
 
@@ -378,17 +352,14 @@ class EngagementRuleAdmin(AuditedAdminMixin, ModelAdmin):
         return super().has_delete_permission(request, obj)
 
 
-class EventKindFilter(DropdownFilter):
+class EventKindFilter(ValuesDropdownFilter):
     """The kinds are the rules' (a handful of rows), not a DISTINCT over the events."""
 
     title = _("kind")
     parameter_name = "kind"
 
-    def lookups(self, request, model_admin):
-        return [(kind, kind) for kind in EngagementRule.objects.order_by("kind").values_list("kind", flat=True)]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(kind=self.value()) if self.value() else queryset
+    def values(self, request, model_admin):
+        return list(EngagementRule.objects.order_by("kind").values_list("kind", flat=True))
 
 
 @admin.register(EngagementEvent)
@@ -500,7 +471,6 @@ class MemberBadgeAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin
 # --- On the member page -------------------------------------------------------------------------------------------
 
 
-@member_admin_inline
 class CouponInline(MemberHistoryInline):
     model = Coupon
     fk_name = "member"
@@ -509,9 +479,16 @@ class CouponInline(MemberHistoryInline):
     list_select_related = ("order",)
 
 
-@member_admin_inline
 class MemberBadgeInline(MemberHistoryInline):
     model = MemberBadge
     verbose_name_plural = _("badges")
     fields = ("badge", "awarded_at")
     list_select_related = ("badge",)
+
+
+# The engagement part of the member page (LOYALTY_MEMBER_PAGE_SECTIONS): coupons and badges, and granting a coupon.
+member_page_section = MemberPageSection(
+    inlines=[CouponInline, MemberBadgeInline],
+    actions=[grant_coupon],
+    permissions={"grant_coupon": may_grant_coupon},
+)

@@ -19,15 +19,13 @@ from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import AutocompleteSelectFilter, ChoicesDropdownFilter, RelatedDropdownFilter
 from unfold.decorators import display
 
-from members.admin import (
+from members.admin.member_page import MemberPageSection
+from members.admin.toolkit import (
     DayRangeFilter,
-    MemberAdmin,
     MemberColumnMixin,
     MemberHistoryInline,
     ReadOnlyModelAdmin,
     confirmed_action,
-    member_admin_action,
-    member_admin_inline,
 )
 from members.console.audit import AuditedAdminMixin
 from members.console.big_tables import BigTableAdminMixin
@@ -152,10 +150,6 @@ class MessageTemplateAdmin(AuditedAdminMixin, ModelAdmin):
         return TemplateResponse(request, "admin/messaging/messagetemplate/preview.html", context)
 
 
-class RetryForm(forms.Form):
-    """Retrying asks for nothing: the confirmation page is the question."""
-
-
 @admin.register(Message)
 class MessageAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     list_display = (
@@ -217,7 +211,6 @@ class MessageAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, Rea
             self,
             request,
             queryset,
-            form_class=RetryForm,
             title=_("Retry failed messages"),
             summary=_("%(count)s messages selected. The failed ones are queued again with a fresh set of attempts "
                       "(after the quiet hours, if it is night); consent is checked again when they are sent."),
@@ -226,7 +219,6 @@ class MessageAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, Rea
         )
 
 
-@member_admin_inline
 class MessageInline(MemberHistoryInline):
     model = Message
     verbose_name_plural = _("messages")
@@ -251,7 +243,6 @@ class SendMessageForm(forms.Form):
     token = forms.CharField(widget=forms.HiddenInput, initial=lambda: uuid.uuid4().hex)
 
 
-@member_admin_action
 @admin.action(description=_("Send a message"), permissions=["send_message"])
 def send_message(modeladmin, request, queryset):
     """Queue one message from a template to each selected member, through `message_queue`: the same consent,
@@ -291,8 +282,13 @@ def send_message(modeladmin, request, queryset):
     )
 
 
-def _has_send_message_permission(self, request):
+def may_send_message(request) -> bool:
     return request.user.has_perm("messaging.add_message")
 
 
-MemberAdmin.has_send_message_permission = _has_send_message_permission
+# The messaging part of the member page (LOYALTY_MEMBER_PAGE_SECTIONS): the member's messages, and sending one.
+member_page_section = MemberPageSection(
+    inlines=[MessageInline],
+    actions=[send_message],
+    permissions={"send_message": may_send_message},
+)

@@ -13,7 +13,7 @@ from unfold.contrib.filters.admin import ChoicesDropdownFilter, RelatedDropdownF
 from unfold.decorators import display
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminURLInputWidget
 
-from members.admin import ReadOnlyModelAdmin, confirmed_action
+from members.admin.toolkit import ReadOnlyModelAdmin, confirmed_action
 from members.console.big_tables import BigTableAdminMixin
 
 from .models import DESTINATION_HELP, WebhookDelivery, WebhookEvent, WebhookSubscription
@@ -40,10 +40,6 @@ class WebhookSubscriptionForm(forms.ModelForm):
     class Meta:
         model = WebhookSubscription
         fields = ("name", "url", "events", "active")
-
-
-class ConfirmForm(forms.Form):
-    """The confirmation page is the question: nothing to fill in."""
 
 
 @admin.register(WebhookSubscription)
@@ -98,7 +94,6 @@ class WebhookSubscriptionAdmin(ModelAdmin):
             self,
             request,
             queryset,
-            form_class=ConfirmForm,
             title=_("Rotate signing secrets"),
             summary=_("%(count)s subscriptions selected. Each gets a new secret at once: deliveries from now on "
                       "(retries included) are signed with it, and the storefront rejects them until it has it."),
@@ -179,7 +174,6 @@ class WebhookDeliveryAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
             self,
             request,
             queryset,
-            form_class=ConfirmForm,
             title=_("Redeliver failed webhook deliveries"),
             summary=_("%(count)s deliveries selected. The failed ones are sent again with a fresh set of attempts "
                       "and the same event id (X-Loyalty-Delivery), so the storefront can drop a copy it already has."),

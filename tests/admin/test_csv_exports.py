@@ -26,7 +26,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 CODE = ["members", "tiers", "points", "campaigns", "config"]
 HELPER = "members/csv_export.py"
 # A csv.writer that writes no download: the admin's order import converts an uploaded workbook to CSV for the engine.
-NOT_AN_EXPORT = {("members/admin.py", "_xlsx_to_csv")}
+NOT_AN_EXPORT = {("members/admin/uploads.py", "_xlsx_to_csv")}
 
 PAYLOADS = ['=HYPERLINK("http://evil.example","x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1+1",
             "＝1+1", "＠SUM(A1)"]
@@ -152,7 +152,7 @@ WALKED = {
     ("campaigns/admin.py", "results_csv"),
     ("campaigns/admin.py", "segment_export_response"),
     ("campaigns/dashboard/views.py", "dashboard_csv_view"),
-    ("members/admin.py", "download_failed_rows"),
+    ("members/admin/operations.py", "download_failed_rows"),
 }
 
 

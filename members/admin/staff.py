@@ -1,13 +1,14 @@
 """Site-wide admin set-up: staff users and roles wear Unfold's skin like the rest of the admin.
 
-Django's autodiscovery imports only `admin` modules: `members/admin.py` (the lowest app) imports this one. Django registers User and Group with its own plain ModelAdmins; they are swapped here for
-Unfold's ModelAdmin and Unfold's auth forms, as Unfold's documentation describes.
+Django's autodiscovery imports only `admin` modules: `members.admin` (the lowest app's admin package) imports this
+one first. Django registers User and Group with its own plain ModelAdmins; they are swapped here for Unfold's
+ModelAdmin and Unfold's auth forms, as Unfold's documentation describes.
 """
+import rest_framework_api_key.admin  # noqa: F401  (registers the library's own APIKey, unregistered below)
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
-import rest_framework_api_key.admin  # noqa: F401  (registers the library's own APIKey, unregistered below)
 from rest_framework_api_key.models import APIKey as LibraryAPIKey
 from unfold.admin import ModelAdmin
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
