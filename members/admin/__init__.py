@@ -8,7 +8,8 @@ registers an admin, and re-exports the names other apps and tests import from `m
 - members: the member admin and its form, tags;
 - orders: the order admin and its import views;
 - operations: import runs, API keys, job runs and schedules;
-- staff: staff users and roles in Unfold's skin.
+- staff: staff users and roles in Unfold's skin;
+- webhooks: webhook subscriptions and the delivery log (members.webhooks).
 """
 from . import staff  # noqa: F401  (first: it swaps Django's and the API key library's admins before the others)
 from .member_page import MemberPageSection, MemberPanel, member_page
@@ -31,8 +32,11 @@ from .toolkit import (
     member_header,
 )
 from .uploads import IMPORT_PERMISSION, ImportPermissionMixin, stage_order_upload, xlsx_rows
+from .webhooks import WebhookDeliveryAdmin, WebhookSubscriptionAdmin
 
 __all__ = [
+    "WebhookDeliveryAdmin",
+    "WebhookSubscriptionAdmin",
     "HISTORY_INLINE_ROWS",
     "IMPORT_PERMISSION",
     "ApiKeyAdmin",

@@ -253,7 +253,7 @@ def _per_member_logs():
     )
     from campaigns.messaging.admin import MessageAdmin
     from members.console.admin import AuditEntryAdmin
-    from members.webhooks.admin import WebhookDeliveryAdmin
+    from members.admin.webhooks import WebhookDeliveryAdmin
     from tiers.admin import GrowthEventAdmin, TierChangeAdmin
 
     return [TierChangeAdmin, GrowthEventAdmin, MessageAdmin, CouponAdmin, ReferralAdmin, CheckInAdmin,

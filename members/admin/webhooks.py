@@ -1,6 +1,7 @@
 """Admin for webhooks (django-unfold): subscriptions (events as checkboxes, the signing secret shown to copy, "Rotate
 secret" and "Send test event") and the delivery log (read-only; staff with *Can redeliver failed webhook deliveries*
-requeue failed ones). Everything here calls webhooks.services; nothing changes a delivery by hand."""
+requeue failed ones). Everything here calls members.webhooks.services; nothing changes a delivery by hand. It lives in
+the members admin package, not in members/webhooks/, so the webhooks package never imports the admin above it."""
 import json
 
 from django import forms
@@ -13,11 +14,15 @@ from unfold.contrib.filters.admin import ChoicesDropdownFilter, RelatedDropdownF
 from unfold.decorators import display
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminURLInputWidget
 
-from members.admin.toolkit import ReadOnlyModelAdmin, confirmed_action
 from members.console.big_tables import BigTableAdminMixin
+from members.webhooks.models import DESTINATION_HELP, WebhookDelivery, WebhookEvent, WebhookSubscription
+from members.webhooks.services import (
+    webhook_deliveries_redeliver,
+    webhook_subscription_rotate_secret,
+    webhook_test_send,
+)
 
-from .models import DESTINATION_HELP, WebhookDelivery, WebhookEvent, WebhookSubscription
-from .services import webhook_deliveries_redeliver, webhook_subscription_rotate_secret, webhook_test_send
+from .toolkit import ReadOnlyModelAdmin, confirmed_action
 
 STATUS_COLOURS = {
     WebhookDelivery.Status.PENDING: "info",
@@ -68,7 +73,7 @@ class WebhookSubscriptionAdmin(ModelAdmin):
         return format_html(
             '<code class="select-all break-all">{}</code><div class="text-xs mt-1">{}</div>',
             obj.secret,
-            _("Give it to the storefront: it verifies X-Loyalty-Signature with it (README, Webhooks)."),
+            _("Give it to the storefront: it verifies X-Loyalty-Signature with it (docs/api.md, Webhooks)."),
         )
 
     def has_rotate_secret_permission(self, request):
