@@ -1,7 +1,8 @@
 """The docs stay true where they name code: docs/security.md's cited tests exist; the README's order pipeline names the
 handlers of LOYALTY_ORDER_HANDLERS and LOYALTY_REFUND_HANDLERS in their order; docs/configuration.md lists exactly the
 environment variables the settings read; docs/commands.md lists exactly our management commands; every relative link
-in the README and docs/ points to a file that exists. Each failure names what is missing or extra."""
+in the README and docs/ points to a file that exists; every module, function and repository path they name exists.
+Each failure names what is missing or extra."""
 import ast
 import re
 from pathlib import Path
@@ -171,3 +172,49 @@ def test_the_readme_is_an_entry_of_at_most_150_lines_that_indexes_every_document
     unlisted = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "docs").rglob("*.md"))
                 if str(p.relative_to(ROOT)) not in linked]
     assert unlisted == [], f"documents in docs/ the README's index does not list: {unlisted}"
+
+
+# --- (e) the code the docs name -------------------------------------------------------------------------------------
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+DOTTED_NAME = re.compile(r"`((?:members|tiers|points|campaigns|config)(?:\.[A-Za-z_]\w*)+)(?:\(\))?`")
+REPO_PATH = re.compile(r"`((?:members|tiers|points|campaigns|config|templates|tests|bench|locale|docs)/[\w./-]*)`")
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether a dotted name is a module, or an attribute reached from the longest importable module prefix."""
+    import importlib
+
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False
+
+
+def test_every_module_function_and_file_the_docs_name_exists():
+    """A module moved or a function renamed without its docs fails here. Names that are not code are allowed by what
+    they are: Celery task names (the registry) and webhook event types."""
+    from celery import current_app
+
+    from members.webhooks.models import WebhookEvent
+
+    current_app.loader.import_default_modules()
+    not_code = set(current_app.tasks) | set(WebhookEvent.values)
+    missing = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        where = doc.relative_to(ROOT).as_posix()
+        missing += [f"{where}: {name}" for name in DOTTED_NAME.findall(text)
+                    if name not in not_code and not _resolves(name)]
+        # A path ending in "/" names a folder; an API path such as `members/shop/42/` is not a file of ours.
+        missing += [f"{where}: {path}" for path in REPO_PATH.findall(text)
+                    if not (ROOT / path.rstrip("/")).exists() and not re.search(r"/\d+/?$", path)]
+    assert missing == []
