@@ -3,6 +3,7 @@ import os
 import pytest
 from celery._state import _set_task_join_will_block
 from django.db import connection, transaction
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from members.models import ApiKey, ApiScope
@@ -50,6 +51,15 @@ def _sqlite_flush_lifts_guard_triggers():
     DatabaseOperations.execute_sql_flush = execute_sql_flush
     yield
     DatabaseOperations.execute_sql_flush = original
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hasher():
+    """The default hasher spends about a quarter of a second per password on purpose, and pytest-django's
+    `admin_user` (behind every `admin_client`) hashes one per test: hundreds of seconds over the suite. Tests check
+    who may log in and what they see, not the hasher's cost, so they hash with MD5 (never a production setting)."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(autouse=True)
