@@ -119,6 +119,18 @@ class TestTheSmallDemo:
         assert len(set(phones)) == len(phones)
         assert all(re.fullmatch(r"1[3-9]\d{9}", phone) for phone in phones)
 
+    def test_seed_demo_run_twice_creates_nothing_new(self, seeded):
+        before = (demo_members().count(), demo_orders().count(), total_points(), GrowthEvent.objects.count())
+
+        output = seed()
+
+        assert "Demo data already present" in output
+        assert (demo_members().count(), demo_orders().count(), total_points(), GrowthEvent.objects.count()) == before
+
+    def test_seed_demo_refuses_to_mix_with_demo_data_from_other_options(self, seeded):
+        with pytest.raises(CommandError, match="fresh database"):
+            seed(seed=7, members=40)
+
 
 class TestTheSmallDemoWith400Orders:
     def test_seed_demo_puts_members_on_more_than_one_tier(self, seeded_with_400_orders):
@@ -135,16 +147,6 @@ class TestTheSmallDemoWith400Orders:
         assert by_member
         for times in by_member.values():
             assert times == sorted(times)
-
-
-def test_seed_demo_run_twice_creates_nothing_new():
-    seed()
-    before = (demo_members().count(), demo_orders().count(), total_points(), GrowthEvent.objects.count())
-
-    output = seed()
-
-    assert "Demo data already present" in output
-    assert (demo_members().count(), demo_orders().count(), total_points(), GrowthEvent.objects.count()) == before
 
 
 def test_seed_demo_registers_some_members_as_referred_by_an_earlier_member():
@@ -193,13 +195,6 @@ def test_seed_demo_completes_an_interrupted_run_with_the_planned_data(monkeypatc
         o.order_id: (first_plan.members[o.member_index].external_id, o.placed_at, o.amount) for o in first_plan.orders
     }
     assert recorded == planned
-
-
-def test_seed_demo_refuses_to_mix_with_demo_data_from_other_options():
-    seed()
-
-    with pytest.raises(CommandError, match="fresh database"):
-        seed(seed=7, members=40)
 
 
 def test_build_plan_is_deterministic_for_a_seed():
