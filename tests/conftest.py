@@ -54,26 +54,25 @@ def _sqlite_flush_lifts_guard_triggers():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _postgres_flush_deletes(django_db_setup, django_db_blocker):
+def _postgres_flush_deletes():
     """After a transactional test Django empties every table with one TRUNCATE, which on PostgreSQL replaces the files
-    of each of the ~100 tables and their indexes: about a second per test, minutes over the suite, for tables that
+    of each of the ~60 tables and their indexes: about two seconds per test, minutes over the suite, for tables that
     are mostly empty. DELETE empties them in milliseconds. As for TRUNCATE, no trigger fires: with
     session_replication_role = replica (this transaction only; superusers only, else TRUNCATE stays) neither the
     append-only guards nor the foreign-key checks run, so the order of the tables does not matter either."""
     if connection.vendor != "postgresql":
         yield
         return
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-        superuser = cursor.fetchone()[0]
-    if not superuser:
-        yield
-        return
     DatabaseOperations = type(connection.ops)
     original = DatabaseOperations.sql_flush
+    superuser = []  # asked at the first flush, once the test database exists
 
     def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
-        if reset_sequences or not tables:  # restarting the sequences is TRUNCATE's job
+        if not superuser:
+            with self.connection.cursor() as cursor:
+                cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+                superuser.append(cursor.fetchone()[0])
+        if reset_sequences or not tables or not superuser[0]:  # restarting the sequences is TRUNCATE's job
             return original(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
         # One round trip for all of them (a statement without parameters may hold several).
         deletes = "; ".join(f"DELETE FROM {self.quote_name(table)}" for table in tables)
