@@ -13,7 +13,7 @@ from django.contrib.admin.utils import quote
 from django.contrib.admin.widgets import AutocompleteSelect, ForeignKeyRawIdWidget
 from django.contrib.auth.models import Group, Permission, User
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -33,6 +33,7 @@ from points.services import reward_redeem
 from tests.campaigns.campaign_data import campaign_rows
 from tests.campaigns.data import segment_rows
 from tests.engagement.data import engagement_rows
+from tests.factories import MemberFactory, OrderFactory
 from tiers.models import GrowthEvent, Tier, TierChange
 from members.webhooks.models import WebhookSubscription
 from members.webhooks.services import webhook_test_send
@@ -54,6 +55,10 @@ def change_url(obj):
 
 @pytest.fixture
 def admin_data(member_factory, order_factory):
+    return create_admin_data(member_factory, order_factory)
+
+
+def create_admin_data(member_factory, order_factory):
     """At least one row of every registered model (the admin user comes from `admin_client`)."""
     member = member_factory(name="Li Na")
     # Crosses the Silver threshold: a ledger credit, a growth event and a tier change follow the order.
@@ -97,62 +102,75 @@ def request_for(rf, user):
 # --- Every registered model --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
-def test_changelist_renders(admin_client, admin_data, model, model_admin):
-    # follow: a one-row model (the points policy) sends its list straight to the row
-    response = admin_client.get(admin_url(model, "changelist"), follow=True)
-
-    assert response.status_code == 200
-
-
-@pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
-def test_changelist_search_renders(admin_client, admin_data, model, model_admin):
-    response = admin_client.get(admin_url(model, "changelist"), {"q": admin_data.external_id}, follow=True)
-
-    assert response.status_code == 200
+@pytest.fixture(scope="class")
+def admin_data_for_the_class(django_db_setup, django_db_blocker):
+    """`admin_data` made once for the smoke tests of every registered model (four per model): each test runs in a
+    savepoint inside this transaction, rolled back after the class, so every test still starts from the same rows."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        yield create_admin_data(MemberFactory, OrderFactory).pk
+        transaction.set_rollback(True)
 
 
-@pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
-def test_change_page_renders(admin_client, admin_data, model, model_admin):
-    obj = model._default_manager.order_by("pk").first()
-    assert obj is not None, f"admin_data must create a {model._meta.label} for the admin tests"
+class TestEveryRegisteredModel:
+    @pytest.fixture
+    def admin_data(self, db, admin_data_for_the_class):
+        return Member.objects.get(pk=admin_data_for_the_class)
 
-    response = admin_client.get(change_url(obj))
+    @pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
+    def test_changelist_renders(self, admin_client, admin_data, model, model_admin):
+        # follow: a one-row model (the points policy) sends its list straight to the row
+        response = admin_client.get(admin_url(model, "changelist"), follow=True)
 
-    assert response.status_code == 200
+        assert response.status_code == 200
 
+    @pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
+    def test_changelist_search_renders(self, admin_client, admin_data, model, model_admin):
+        response = admin_client.get(admin_url(model, "changelist"), {"q": admin_data.external_id}, follow=True)
 
-@pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
-def test_add_page_renders_when_adding_is_permitted(admin_client, admin_user, rf, admin_data, model, model_admin):
-    may_add = model_admin.has_add_permission(request_for(rf, admin_user))
+        assert response.status_code == 200
 
-    response = admin_client.get(admin_url(model, "add"))
+    @pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
+    def test_change_page_renders(self, admin_client, admin_data, model, model_admin):
+        obj = model._default_manager.order_by("pk").first()
+        assert obj is not None, f"admin_data must create a {model._meta.label} for the admin tests"
 
-    assert response.status_code == (200 if may_add else 403)
+        response = admin_client.get(change_url(obj))
 
+        assert response.status_code == 200
 
-@pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
-def test_every_admin_wears_unfold(model, model_admin):
-    assert isinstance(model_admin, UnfoldModelAdmin)
-    for inline in model_admin.inlines:
-        assert issubclass(inline, UnfoldTabularInline | UnfoldStackedInline), inline
+    @pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
+    def test_add_page_renders_when_adding_is_permitted(
+        self, admin_client, admin_user, rf, admin_data, model, model_admin
+    ):
+        may_add = model_admin.has_add_permission(request_for(rf, admin_user))
 
+        response = admin_client.get(admin_url(model, "add"))
 
-@pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
-def test_member_foreign_keys_are_never_a_select_of_all_members(admin_user, rf, admin_data, model, model_admin):
-    request = request_for(rf, admin_user)
-    obj = model._default_manager.order_by("pk").first()
-    forms = []
-    if model_admin.has_add_permission(request):
-        forms.append(model_admin.get_form(request, None, change=False))
-    if model_admin.has_change_permission(request, obj):
-        forms.append(model_admin.get_form(request, obj, change=True))
+        assert response.status_code == (200 if may_add else 403)
 
-    for form in forms:
-        for name, field in form.base_fields.items():
-            if getattr(field, "queryset", None) is not None and field.queryset.model is Member:
-                widget = getattr(field.widget, "widget", field.widget)  # unwrap the related-object wrapper
-                assert isinstance(widget, AutocompleteSelect | ForeignKeyRawIdWidget), (model._meta.label, name)
+    @pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
+    def test_every_admin_wears_unfold(self, model, model_admin):
+        assert isinstance(model_admin, UnfoldModelAdmin)
+        for inline in model_admin.inlines:
+            assert issubclass(inline, UnfoldTabularInline | UnfoldStackedInline), inline
+
+    @pytest.mark.parametrize(("model", "model_admin"), REGISTERED, ids=REGISTERED_IDS)
+    def test_member_foreign_keys_are_never_a_select_of_all_members(
+        self, admin_user, rf, admin_data, model, model_admin
+    ):
+        request = request_for(rf, admin_user)
+        obj = model._default_manager.order_by("pk").first()
+        forms = []
+        if model_admin.has_add_permission(request):
+            forms.append(model_admin.get_form(request, None, change=False))
+        if model_admin.has_change_permission(request, obj):
+            forms.append(model_admin.get_form(request, obj, change=True))
+
+        for form in forms:
+            for name, field in form.base_fields.items():
+                if getattr(field, "queryset", None) is not None and field.queryset.model is Member:
+                    widget = getattr(field.widget, "widget", field.widget)  # unwrap the related-object wrapper
+                    assert isinstance(widget, AutocompleteSelect | ForeignKeyRawIdWidget), (model._meta.label, name)
 
 
 def test_staff_users_use_unfold_auth_forms():

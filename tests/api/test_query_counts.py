@@ -11,15 +11,17 @@ from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns.engagement.models import CheckIn
 from campaigns.engagement.services import coupon_grant, engagement_event_record
+from members.models import Member
 from members.services import order_record
 from points.models import Reward
 from points.services import points_earn, reward_redeem
+from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -36,21 +38,39 @@ def _order(member, order_id, amount="1.00", days_ago=0):
     )
 
 
-@pytest.fixture
-def reward(db):
-    return Reward.objects.create(code="mug", name="Mug", points_cost=10)
+@pytest.fixture(scope="module")
+def histories(django_db_setup, django_db_blocker):
+    """The reward, the newcomer and the veteran, made once for the module (every test here compares the two): each
+    test runs in a savepoint inside this transaction (what it writes is gone for the next), rolled back at the end."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        reward = Reward.objects.create(code="mug", name="Mug", points_cost=10)
+        yield reward.pk, make_newcomer(MemberFactory).pk, make_veteran(MemberFactory, reward).pk
+        transaction.set_rollback(True)
 
 
 @pytest.fixture
-def newcomer(member_factory):
+def reward(db, histories):
+    return Reward.objects.get(pk=histories[0])
+
+
+@pytest.fixture
+def newcomer(db, histories):
+    return Member.objects.get(pk=histories[1])
+
+
+@pytest.fixture
+def veteran(db, histories):
+    return Member.objects.get(pk=histories[2])
+
+
+def make_newcomer(member_factory):
     member = member_factory(external_id="newcomer")
     _order(member, "new-0")
     points_earn(member=member, amount=10_000, idempotency_key="new-seed")
     return member
 
 
-@pytest.fixture
-def veteran(member_factory, reward):
+def make_veteran(member_factory, reward):
     """A member with a long history of everything the API reads about a member."""
     member = member_factory(external_id="veteran")
     points_earn(member=member, amount=10_000, idempotency_key="vet-seed")
