@@ -1,9 +1,7 @@
 """Indexes on the big tables are built online (members.indexes): CREATE INDEX CONCURRENTLY on PostgreSQL, so a
 deploy does not block the storefront's writes while an index of ten million rows builds; plain on SQLite."""
-from importlib import import_module
 
 import pytest
-from django.db import connection
 from django.db.migrations import AddIndex, RemoveIndex
 from django.db.migrations.loader import MigrationLoader
 

@@ -16,7 +16,7 @@ def run_together(work, count, *, join_timeout=60):
             connection.ensure_connection()
             barrier.wait(timeout=20)
             results[i] = work(i)
-        except BaseException as exc:  # noqa: BLE001 - every failure in a thread must reach the test
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()

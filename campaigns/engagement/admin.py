@@ -401,7 +401,7 @@ class EngagementEventAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelA
 class BadgeForm(forms.ModelForm):
     class Meta:
         model = Badge
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007  (the ModelAdmin\'s fieldsets choose the fields shown)
 
     def clean(self):
         data = super().clean()

@@ -24,9 +24,11 @@ from unfold.admin import TabularInline as UnfoldTabularInline
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from campaigns.messaging.services import message_queue
-from members.console.audit import audit_record
 from members.admin import HISTORY_INLINE_ROWS
+from members.console.audit import audit_record
 from members.models import ApiKey, ApiScope, ImportRowError, ImportRun, JobRun, Member, Order
+from members.webhooks.models import WebhookSubscription
+from members.webhooks.services import webhook_test_send
 from points.approvals import adjustment_request
 from points.models import PointsTransaction, Reward
 from points.services import reward_redeem
@@ -35,8 +37,6 @@ from tests.campaigns.data import segment_rows
 from tests.engagement.data import engagement_rows
 from tests.factories import MemberFactory, OrderFactory
 from tiers.models import GrowthEvent, Tier, TierChange
-from members.webhooks.models import WebhookSubscription
-from members.webhooks.services import webhook_test_send
 
 pytestmark = pytest.mark.django_db
 

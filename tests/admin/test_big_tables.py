@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from members.admin import MemberAdmin, OrderAdmin
-from members.models import Member, Order
 from members.console.big_tables import BigTablePaginator, estimated_row_count
+from members.models import Member, Order
 from points.admin import PointsTransactionAdmin, RedemptionAdmin
 from points.models import PointsTransaction
 
@@ -249,11 +249,15 @@ def _per_member_logs():
     """The admins of the tables that grow with members and orders besides the three big ones."""
     from campaigns.admin import CampaignGrantAdmin
     from campaigns.engagement.admin import (
-        CheckInAdmin, CouponAdmin, EngagementEventAdmin, MemberBadgeAdmin, ReferralAdmin,
+        CheckInAdmin,
+        CouponAdmin,
+        EngagementEventAdmin,
+        MemberBadgeAdmin,
+        ReferralAdmin,
     )
     from campaigns.messaging.admin import MessageAdmin
-    from members.console.admin import AuditEntryAdmin
     from members.admin.webhooks import WebhookDeliveryAdmin
+    from members.console.admin import AuditEntryAdmin
     from tiers.admin import GrowthEventAdmin, TierChangeAdmin
 
     return [TierChangeAdmin, GrowthEventAdmin, MessageAdmin, CouponAdmin, ReferralAdmin, CheckInAdmin,

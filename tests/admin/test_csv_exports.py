@@ -179,7 +179,7 @@ def campaign_with_arms(member_factory):
                                            conversion_days=7)
         control = CampaignVariant.objects.create(campaign=campaign, name="control", is_control=True)
         treated = CampaignVariant.objects.create(campaign=campaign, name=payload)
-        for n, variant in enumerate((control, treated)):
+        for _n, variant in enumerate((control, treated)):
             CampaignGrant.objects.create(campaign=campaign, member=member_factory(), variant=variant,
                                          is_control=variant.is_control, points=0 if variant.is_control else 10,
                                          granted_at=now - timedelta(days=2))
@@ -292,4 +292,4 @@ def test_xlsx_exports_keep_numbers_as_numbers(admin_client, member_factory, orde
 
     header, row = export_table(admin_client, Order, "xlsx")[:2]
 
-    assert isinstance(dict(zip(header, row))["amount"], (int, float, Decimal))
+    assert isinstance(dict(zip(header, row, strict=False))["amount"], (int, float, Decimal))

@@ -11,10 +11,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignGrant
 from campaigns.dashboard import CHARTS, Period, outstanding_liability
+from campaigns.models import Campaign, CampaignGrant
 from members.models import ActivityStatus, Member, Order
-from points.models import PointsTransaction, Reward
+from points.models import Reward
 from points.services import points_adjust, points_earn, points_expire_due, reward_redeem
 from tiers.models import Tier, TierChange
 

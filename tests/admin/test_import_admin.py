@@ -96,11 +96,11 @@ def staff(client):
 
 def test_member_import_preview_reports_bad_rows_by_file_line_and_writes_nothing(admin_client):
     content = (
-        "external_id,email,name,birthday,email_opt_in\n"
-        "shop-1,li@example.com,Li Na,1990-05-03,yes\n"
-        "shop-2,not-an-email,Wang Fang,,0\n"
-        "shop-3,zhao@example.com,Zhao Lei,31/02/1990,maybe\n"
-    ).encode()
+        b"external_id,email,name,birthday,email_opt_in\n"
+        b"shop-1,li@example.com,Li Na,1990-05-03,yes\n"
+        b"shop-2,not-an-email,Wang Fang,,0\n"
+        b"shop-3,zhao@example.com,Zhao Lei,31/02/1990,maybe\n"
+    )
 
     response = upload(admin_client, Member, content, "members.csv")
 
@@ -139,10 +139,10 @@ def test_confirmed_member_import_registers_and_updates_through_member_register(
 
     monkeypatch.setattr(member_resources, "member_register", spy)
     content = (
-        "external_id,email,phone,name,birthday,region,email_opt_in,sms_opt_in\n"
-        "shop-1,,'+8613900000002,Li Na Wang,,,1,\n"  # blank cells leave the profile as it is
-        "shop-2,wang@example.com,13700000003,Wang Fang,1991/7/8,Shanghai,yes,no\n"
-    ).encode()
+        b"external_id,email,phone,name,birthday,region,email_opt_in,sms_opt_in\n"
+        b"shop-1,,'+8613900000002,Li Na Wang,,,1,\n"  # blank cells leave the profile as it is
+        b"shop-2,wang@example.com,13700000003,Wang Fang,1991/7/8,Shanghai,yes,no\n"
+    )
     preview = upload(admin_client, Member, content, "members.csv")
     calls.clear()  # the preview's dry run called the service too, in a transaction rolled back
 

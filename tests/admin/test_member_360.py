@@ -14,7 +14,7 @@ from campaigns.dashboard import TIMELINE_ITEMS, member_timeline
 from campaigns.engagement.models import Badge, Coupon, MemberBadge
 from campaigns.engagement.services import coupon_grant
 from campaigns.messaging.models import Message
-from members.models import Member, Order
+from members.models import Order
 from points.models import PointsTransaction
 from tiers.models import Tier, TierChange
 

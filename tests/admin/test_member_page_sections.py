@@ -93,7 +93,7 @@ def test_a_panel_is_a_read_only_field_of_its_fieldset(rf, admin_user, member):
     request = rf.get("/")
     request.user = admin_user
 
-    fieldsets = dict((str(title), options["fields"]) for title, options in member_admin().get_fieldsets(request, member))
+    fieldsets = {str(title): options["fields"] for title, options in member_admin().get_fieldsets(request, member)}
 
     assert fieldsets["Tier"][-1] == "tier_progress"
     assert "tier_progress" in member_admin().get_readonly_fields(request, member)

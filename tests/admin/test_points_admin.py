@@ -1,12 +1,10 @@
 """Staff work on points in the admin: adjustments, blocking, cancelling redemptions, the policy, the liability."""
-from decimal import Decimal
 
 import pytest
 from django.contrib.admin import helpers
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from members.models import Member
 from points.models import PointsPolicy, PointsTransaction, Redemption, Reward
 from points.services import points_earn, reward_redeem
 

@@ -19,9 +19,9 @@ from decimal import Decimal
 
 import pytest
 import schemathesis
+from django.conf import settings as django_settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
-from django.conf import settings as django_settings
 from django.db import close_old_connections
 from django.test import override_settings
 from django.utils import timezone

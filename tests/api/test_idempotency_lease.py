@@ -23,6 +23,7 @@ from members.models import ApiIdempotencyRecord, ApiKey, ApiScope, Order
 from members.services import order_record
 from points.models import PointsTransaction, Redemption
 from points.services import points_earn, reward_redeem
+
 # The neighbour file's request helpers and `mug` fixture (a fixture is found by the name imported here).
 from tests.api.test_idempotency import ORDERS, PLACED_AT, REDEMPTIONS, client_for, mug, order_body, post  # noqa: F401
 from tests.clock import frozen_clock

@@ -10,7 +10,6 @@ from members.identifiers import IDENTIFIER_PATTERN
 from members.models import Member, Order
 from points.models import Reward
 from points.services import points_earn
-
 from tests.factories import legacy_member
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.db.backends.signals import connection_created
 from django.db.models import Count, Sum
 from django.utils import timezone
@@ -22,7 +21,6 @@ from members.services import order_record
 from points.models import PointsTransaction
 from points.selectors import ledger_mismatches
 from tests.threads import run_together as run_threads
-
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 

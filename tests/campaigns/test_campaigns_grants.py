@@ -4,8 +4,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.core.exceptions import PermissionDenied
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 
 from campaigns import tasks
 from campaigns.engagement.models import Coupon

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db.backends.utils import CursorWrapper
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from django.test.utils import CaptureQueriesContext
 from django_celery_beat.models import PeriodicTask
 

@@ -10,7 +10,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -18,8 +17,8 @@ from rest_framework.test import APIClient
 from members.models import ApiKey, ApiScope, Member, Order
 from members.services import member_register, order_record
 from points.models import PointsTransaction
-from tiers.models import GrowthEvent, Tier, TierChange
 from tests.threads import run_together
+from tiers.models import GrowthEvent, Tier, TierChange
 
 THREADS = 20
 

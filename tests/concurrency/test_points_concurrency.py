@@ -101,11 +101,11 @@ def run_pool(work, count, threads=POOL_SIZE):
                 run.enter()
                 try:
                     run.results[i] = work(i)
-                except BaseException as exc:  # noqa: BLE001 - every failure in a thread must reach the test
+                except BaseException as exc:
                     run.errors.append((i, exc))
                 finally:
                     run.leave()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             run.errors.append((None, exc))
         finally:
             connection.close()

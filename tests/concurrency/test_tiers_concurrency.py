@@ -15,11 +15,11 @@ from django.utils import timezone
 
 from members.models import Member
 from members.services import member_register, order_record
-from tiers.models import GrowthEvent, TierChange
 from tests.clock import frozen_clock
+from tiers.models import GrowthEvent, TierChange
+from tiers.selectors import tier_policy
 from tiers.services import tier_evaluate, tiers_recalculate
 from tiers.windows import window_q
-from tiers.selectors import tier_policy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -91,7 +91,7 @@ def test_two_recalculations_at_once_change_each_member_once():
     def run():
         try:
             tiers_recalculate(as_of=later, batch_size=9, workers=2)
-        except BaseException as exc:  # noqa: BLE001 - reach the test
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
@@ -121,7 +121,7 @@ def test_orders_posted_during_a_recalculation_are_all_counted():
         try:
             while not stop.is_set():
                 tiers_recalculate(batch_size=5, workers=2)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()

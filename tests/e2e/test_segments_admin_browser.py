@@ -12,9 +12,9 @@ from playwright.sync_api import expect
 from campaigns.models import Segment
 from members.models import Member
 from members.rfm import rfm_refresh
+from tests.e2e import artifact
 
 from .test_points_admin_browser import field, sidebar_link
-from tests.e2e import artifact
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 

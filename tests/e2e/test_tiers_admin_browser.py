@@ -17,11 +17,11 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from members.models import Member
+from tests.e2e import artifact
 from tiers.models import ExcludedCategory, Tier, TierChange, TierPolicy
 from tiers.services import tier_override
 
 from .test_points_admin_browser import field, run_action, sidebar_link
-from tests.e2e import artifact
 
 # `transaction=True`: the live server answers from its own thread, so the test's rows must be committed.
 # `serialized_rollback=True`: the flush after each transactional test empties every table, the tier ladder, the tier

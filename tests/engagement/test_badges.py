@@ -1,7 +1,6 @@
 """Badges: awarded automatically by their criterion (first order, N orders, check-in streak, referrals, tier, spend),
 once, live after orders, check-ins and referrals, and by the set-based backfill for everyone."""
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -71,8 +70,8 @@ def test_reaching_a_tier_or_a_higher_one_earns_the_tier_badge(no_default_badges,
 
 def test_a_check_in_streak_of_n_days_earns_the_streak_badge(no_default_badges, member):
     badge("streak-3", Badge.Criterion.CHECKIN_STREAK, 3)
-    with frozen_clock(datetime(2026, 3, 1, 2, 0, tzinfo=dt_timezone.utc)) as clock:
-        for day in range(3):
+    with frozen_clock(datetime(2026, 3, 1, 2, 0, tzinfo=UTC)) as clock:
+        for _day in range(3):
             assert codes(member) == set()
             checkin_record(member=member)
             clock.now += timedelta(days=1)

@@ -1,16 +1,15 @@
 """Check-ins: one per local day in the programme's time zone (Asia/Shanghai by default), streaks across local
 midnight, base points and a bonus every Nth day of a streak."""
-from datetime import date, datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
 from campaigns.engagement.errors import AlreadyCheckedIn
 from campaigns.engagement.models import CheckIn, CheckInRule
 from campaigns.engagement.services import checkin_record
+from members.services import member_set_blocked
 from points.errors import MemberBlocked
 from points.models import PointsTransaction
-from members.services import member_set_blocked
 from tests.clock import frozen_clock
 from tiers.models import GrowthEvent
 
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def utc(*args):
-    return datetime(*args, tzinfo=dt_timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Member events (reviews, shares...): rewarded by their rule, at most `daily_cap` rewarded per local day, once per
 (member, kind, reference)."""
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -80,11 +79,11 @@ def test_the_daily_cap_is_per_kind(member, review_rule):
 
 
 def test_the_daily_cap_opens_again_at_local_midnight(member, review_rule):
-    with frozen_clock(datetime(2026, 3, 10, 15, 0, tzinfo=dt_timezone.utc)) as clock:  # 23:00 in Shanghai
+    with frozen_clock(datetime(2026, 3, 10, 15, 0, tzinfo=UTC)) as clock:  # 23:00 in Shanghai
         record(member, "r-1")
         record(member, "r-2")
         capped, _created = record(member, "r-3")
-        clock.now = datetime(2026, 3, 10, 16, 0, tzinfo=dt_timezone.utc)  # 00:00 on 11 March in Shanghai
+        clock.now = datetime(2026, 3, 10, 16, 0, tzinfo=UTC)  # 00:00 on 11 March in Shanghai
         next_day, _created = record(member, "r-4")
 
     assert capped.outcome == Outcome.DAILY_CAP_REACHED

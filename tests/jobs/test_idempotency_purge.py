@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
-from members.idempotency import idempotency_purge_expired
 from members import tasks as members_tasks
+from members.idempotency import idempotency_purge_expired
 from members.jobs import Outcome, job_tasks
 from members.models import ApiIdempotencyRecord, ApiKey, JobRun
 

@@ -9,8 +9,8 @@ from django.apps import apps as django_apps
 from django.db import OperationalError
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from members import beat
 from config.celery import app
+from members import beat
 from members.jobs import BUSY_RETRY_MARGIN, LEASE, JobTask, install_schedules, job_tasks
 from members.models import JobRun
 from points import tasks as points_tasks

@@ -11,7 +11,6 @@ from members.importing.orders import orders_import
 from members.limits import BIRTHDAY_EARLIEST, ORDER_AMOUNT_MAX
 from members.models import ImportRowError, Member, Order
 from members.resources import MemberResource
-
 from tests.factories import legacy_member
 
 pytestmark = pytest.mark.django_db

@@ -86,7 +86,7 @@ def import_files(draw, header, good_row, max_lines=25):
         else:
             lines.append(draw(BLANK))
     last_newline = draw(st.booleans())
-    content = b"".join(line + ending for line, ending in zip(lines, endings))
+    content = b"".join(line + ending for line, ending in zip(lines, endings, strict=False))
     if not last_newline:
         content = content[: -len(endings[-1])]
     return content, encoding, good, data_lines, good_lines

@@ -12,7 +12,6 @@ from campaigns.messaging.services import after_quiet_hours, message_queue, messa
 from members.models import Member
 from tests.clock import frozen_clock
 
-
 pytestmark = pytest.mark.django_db
 
 SHANGHAI = "Asia/Shanghai"
@@ -235,7 +234,7 @@ def test_bulk_queue_writes_one_row_per_member_recording_who_was_skipped(clock, r
 
 def test_bulk_queue_run_twice_adds_nothing(clock, reachable):
     reachable(), reachable()
-    options = dict(members=Member.objects.all(), template_code="win_back", idempotency_key="campaign:7")
+    options = {"members": Member.objects.all(), "template_code": "win_back", "idempotency_key": "campaign:7"}
     messages_queue_bulk(**options)
 
     again = messages_queue_bulk(**options)

@@ -232,7 +232,8 @@ def test_the_expiry_job_expires_a_lot_at_the_first_instant_of_its_expiry(member)
 
     result = points_expire_due(now=expires_at)
 
-    member.refresh_from_db(); lot.refresh_from_db()
+    member.refresh_from_db()
+    lot.refresh_from_db()
     assert (result.lots, result.points) == (1, 100)
     assert (member.points_balance, lot.remaining) == (0, 0)
     assert PointsTransaction.objects.get(member=member, kind=Kind.EXPIRE).amount == -100
@@ -275,7 +276,8 @@ def test_a_lot_is_spendable_in_the_last_second_before_its_expiry(member, reward,
 
     redemption, created = reward_redeem(member=member, reward_code="mug", idempotency_key="r1")
 
-    lot.refresh_from_db(); member.refresh_from_db()
+    lot.refresh_from_db()
+    member.refresh_from_db()
     assert created
     assert (lot.remaining, member.points_balance) == (0, 0)
     assert PointsAllocation.objects.get(transaction=redemption.debit).lot_id == lot.pk
@@ -298,7 +300,9 @@ def test_spending_skips_a_lot_that_expired_before_the_expiry_job_ran(member, rew
 
     redemption, _ = reward_redeem(member=member, reward_code="mug", idempotency_key="r1")
 
-    expired.refresh_from_db(); live.refresh_from_db(); member.refresh_from_db()
+    expired.refresh_from_db()
+    live.refresh_from_db()
+    member.refresh_from_db()
     assert list(PointsAllocation.objects.filter(transaction=redemption.debit).values_list("lot_id", "points")) == [
         (live.pk, -100)
     ]

@@ -235,7 +235,7 @@ def test_check_ledger_exits_non_zero_and_names_the_member_whose_balance_was_forg
 
 
 def test_check_ledger_can_check_only_the_members_given(member_factory):
-    sound, forged = member_factory(external_id="sound-1"), member_factory(external_id="forged-1")
+    _sound, forged = member_factory(external_id="sound-1"), member_factory(external_id="forged-1")
     earn(forged, 100, "f", LATER)
     Member.objects.filter(pk=forged.pk).update(points_balance=0)
 

@@ -42,7 +42,9 @@ def test_redemption_spends_the_lot_that_expires_first(member, reward):
 
     redemption, created = reward_redeem(member=member, reward_code="mug", idempotency_key="r1")
 
-    late.refresh_from_db(); soon.refresh_from_db(); member.refresh_from_db()
+    late.refresh_from_db()
+    soon.refresh_from_db()
+    member.refresh_from_db()
     assert created and redemption.points == 100
     assert (soon.remaining, late.remaining) == (0, 100)
     assert list(PointsAllocation.objects.filter(transaction=redemption.debit).values_list("lot_id", "points")) == [
@@ -92,7 +94,10 @@ def test_cancelling_a_redemption_gives_points_back_to_the_same_lots_and_the_stoc
 
     redemption_cancel(redemption_id=redemption.pk, reason="customer changed mind")
 
-    soon.refresh_from_db(); late.refresh_from_db(); member.refresh_from_db(); reward.refresh_from_db()
+    soon.refresh_from_db()
+    late.refresh_from_db()
+    member.refresh_from_db()
+    reward.refresh_from_db()
     assert (soon.remaining, late.remaining) == (60, 60)
     assert member.points_balance == 120
     assert reward.stock == 5

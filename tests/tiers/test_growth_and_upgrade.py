@@ -3,8 +3,8 @@ from decimal import Decimal
 
 import pytest
 
-from tiers.models import GrowthEvent, Tier, TierChange
 from members.selectors import member_detail
+from tiers.models import GrowthEvent, Tier, TierChange
 from tiers.services import tier_evaluate
 
 pytestmark = pytest.mark.django_db

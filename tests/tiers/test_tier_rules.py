@@ -18,12 +18,12 @@ from django.test.utils import CaptureQueriesContext
 from members.errors import InvalidInput
 from members.models import Member
 from members.services import member_register, member_set_blocked, order_record, order_refund
+from tests.clock import frozen_clock
 from tiers.evaluation import Mode
 from tiers.management.commands.recalculate_tiers import end_of_day
 from tiers.models import ExcludedCategory, GrowthEvent, Tier, TierChange, TierPolicy
 from tiers.selectors import ladder_preview, member_detail_tier_section, tier_ladder
 from tiers.services import growth_record, tier_evaluate, tier_override, tier_override_end, tiers_recalculate
-from tests.clock import frozen_clock
 
 pytestmark = pytest.mark.django_db
 
@@ -744,7 +744,7 @@ def test_the_daily_cap_is_counted_per_local_day_in_the_site_time_zone(clock, mem
 
 
 def test_a_completed_profile_earns_growth_once(clock):
-    profile = dict(email="li@example.com", phone="13800000001", name="Li Lei", birthday=date(1990, 5, 4), region="SH")
+    profile = {"email": "li@example.com", "phone": "13800000001", "name": "Li Lei", "birthday": date(1990, 5, 4), "region": "SH"}
     member, _ = member_register(external_id="profile-1", **profile)
     assert fresh(member).growth_value == 50
 

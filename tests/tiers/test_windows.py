@@ -13,7 +13,8 @@ from dateutil.relativedelta import relativedelta
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
-from hypothesis import HealthCheck, example, given, settings as hypothesis_settings
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tiers.models import GrowthEvent, TierPolicy

@@ -19,10 +19,10 @@ import pytest
 
 from members.models import Member
 from members.services import member_register, order_record, order_refund
+from tests.clock import Clock
 from tiers.management.commands.recalculate_tiers import end_of_day
 from tiers.models import Tier, TierChange, TierPolicy
 from tiers.services import growth_record, tier_override, tiers_recalculate
-from tests.clock import Clock
 
 pytestmark = pytest.mark.django_db
 

@@ -45,7 +45,7 @@ class Receiver:
 
 def _handler(receiver: Receiver):
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with receiver.lock:
                 receiver.received.append(Received(self.path, dict(self.headers.items()), body))
@@ -75,7 +75,7 @@ def dns(monkeypatch):
     table = {"localhost": ["127.0.0.1", "::1"], "shop.example": ["93.184.216.34"]}
     real_getaddrinfo, real_create_connection = socket.getaddrinfo, socket.create_connection
 
-    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002 - socket's own names
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
         name = host.decode() if isinstance(host, bytes) else host
         key = (name or "").lower().rstrip(".")
         if key in table:

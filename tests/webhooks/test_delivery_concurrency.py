@@ -10,11 +10,11 @@ import pytest
 from django.db import connection
 from django.db.backends.signals import connection_created
 
-from tests.threads import run_together
+from members.webhooks import services
 from members.webhooks.delivery import webhook_deliver, webhooks_deliver_due
 from members.webhooks.models import WebhookDelivery, WebhookEvent
-from members.webhooks import services
 from members.webhooks.services import webhook_events_emit
+from tests.threads import run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 

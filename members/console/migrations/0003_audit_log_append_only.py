@@ -15,7 +15,6 @@ from django.db import migrations, models
 
 from members.db_guards import RunSQLByVendor
 
-
 # What no redaction may touch.
 FROZEN = ["id", "content_type_id", "object_id", "action", "action_name", "actor_id", "at"]
 
