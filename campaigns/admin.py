@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
-from members.admin.toolkit import csv_response
+from members.admin.toolkit import csv_response, status_column
 from members.console.audit import AuditedAdminMixin
 from members.console.big_tables import BigTableAdminMixin
 from members.models import ActivityStatus, RfmSegment
@@ -364,9 +364,7 @@ class CampaignAdmin(AuditedAdminMixin, ModelAdmin):
     audit_exempt_actions = ("launch_campaign",)
     actions_detail = ["launch", "results_csv"]
 
-    @display(description=_("status"), ordering="status", label=CAMPAIGN_STATUS_COLOURS)
-    def status_display(self, obj):
-        return obj.status, obj.get_status_display()
+    status_display = status_column(CAMPAIGN_STATUS_COLOURS)
 
     @display(description=_("points granted / budget"))
     def points_spent(self, obj):

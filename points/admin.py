@@ -31,6 +31,7 @@ from members.admin.toolkit import (
     SingletonAdmin,
     confirmed_action,
     csv_response,
+    status_column,
 )
 from members.console.audit import AuditedAdminMixin
 from members.console.big_tables import BigTableAdminMixin
@@ -259,13 +260,7 @@ class RedemptionAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, 
         "created_at", "cancelled_at", "cancelled_by", "cancel_reason",
     )
 
-    @display(
-        description=_("status"),
-        ordering="status",
-        label={Redemption.Status.COMPLETED: "success", Redemption.Status.CANCELLED: "warning"},
-    )
-    def status_display(self, obj):
-        return obj.status, obj.get_status_display()
+    status_display = status_column({Redemption.Status.COMPLETED: "success", Redemption.Status.CANCELLED: "warning"})
 
     def has_cancel_permission(self, request):
         return request.user.has_perm("points.change_redemption")
@@ -424,18 +419,12 @@ class PointsAdjustmentRequestAdmin(MemberColumnMixin, AuditedAdminMixin, ReadOnl
     def amount_display(self, obj):
         return f"{obj.amount:+d}"
 
-    @display(
-        description=_("status"),
-        ordering="status",
-        label={
-            PointsAdjustmentRequest.Status.PENDING: "warning",
-            PointsAdjustmentRequest.Status.APPROVED: "success",
-            PointsAdjustmentRequest.Status.REJECTED: "danger",
-            PointsAdjustmentRequest.Status.CANCELLED: "info",
-        },
-    )
-    def status_display(self, obj):
-        return obj.status, obj.get_status_display()
+    status_display = status_column({
+        PointsAdjustmentRequest.Status.PENDING: "warning",
+        PointsAdjustmentRequest.Status.APPROVED: "success",
+        PointsAdjustmentRequest.Status.REJECTED: "danger",
+        PointsAdjustmentRequest.Status.CANCELLED: "info",
+    })
 
     def has_approve_permission(self, request):
         return request.user.has_perm("points.approve_adjustment")

@@ -26,6 +26,7 @@ from members.admin.toolkit import (
     ValuesDropdownFilter,
     confirmed_action,
     member_header,
+    status_column,
 )
 from members.console.audit import AuditedAdminMixin
 from members.console.big_tables import BigTableAdminMixin
@@ -282,16 +283,10 @@ class ReferralAdmin(BigTableAdminMixin, AuditedAdminMixin, ReadOnlyModelAdmin):
     def referee_display(self, obj):
         return member_header(obj.referee)
 
-    @display(
-        description=_("status"),
-        ordering="status",
-        label={
-            Referral.Status.PENDING: "info", Referral.Status.REWARDED: "success", Referral.Status.CAPPED: "warning",
-            Referral.Status.REFUSED: "danger", Referral.Status.REVERSED: "danger",
-        },
-    )
-    def status_display(self, obj):
-        return obj.status, obj.get_status_display()
+    status_display = status_column({
+        Referral.Status.PENDING: "info", Referral.Status.REWARDED: "success", Referral.Status.CAPPED: "warning",
+        Referral.Status.REFUSED: "danger", Referral.Status.REVERSED: "danger",
+    })
 
     def has_credit_permission(self, request):
         return request.user.has_perm("engagement.change_referral")

@@ -26,6 +26,7 @@ from members.admin.toolkit import (
     MemberHistoryInline,
     ReadOnlyModelAdmin,
     confirmed_action,
+    status_column,
 )
 from members.console.audit import AuditedAdminMixin
 from members.console.big_tables import BigTableAdminMixin
@@ -191,9 +192,7 @@ class MessageAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, Rea
         (_("Origin"), {"fields": ("source", "idempotency_key", "created_at")}),
     )
 
-    @display(description=_("status"), ordering="status", label=STATUS_COLOURS)
-    def status_display(self, obj):
-        return obj.status, obj.get_status_display()
+    status_display = status_column(STATUS_COLOURS)
 
     def has_retry_permission(self, request):
         return request.user.has_perm("messaging.retry_message")

@@ -38,6 +38,7 @@ from .toolkit import (
     ValuesDropdownFilter,
     confirmed_action,
     csv_response,
+    status_column,
 )
 
 # --- Import runs ----------------------------------------------------------------------------------------------------
@@ -111,18 +112,12 @@ class ImportRunAdmin(ReadOnlyModelAdmin):
     inlines = [ImportRowErrorInline]
     actions_detail = ["download_failed_rows"]
 
-    @display(
-        description=_("status"),
-        ordering="status",
-        label={
-            ImportRun.Status.RUNNING: "info",
-            ImportRun.Status.BACKFILLING: "info",
-            ImportRun.Status.COMPLETED: "success",
-            ImportRun.Status.FAILED: "danger",
-        },
-    )
-    def status_display(self, obj):
-        return obj.status, obj.get_status_display()
+    status_display = status_column({
+        ImportRun.Status.RUNNING: "info",
+        ImportRun.Status.BACKFILLING: "info",
+        ImportRun.Status.COMPLETED: "success",
+        ImportRun.Status.FAILED: "danger",
+    })
 
     @display(description=_("options"))
     def options_display(self, obj):
@@ -291,13 +286,7 @@ class JobRunAdmin(AuditedAdminMixin, RunJobsPermissionMixin, ReadOnlyModelAdmin)
     readonly_fields = ("counts_display", "error_display")
     actions = ["resume_runs"]
 
-    @display(
-        description=_("status"),
-        ordering="status",
-        label={JobRun.Status.RUNNING: "info", JobRun.Status.COMPLETED: "success", JobRun.Status.FAILED: "danger"},
-    )
-    def status_display(self, obj):
-        return obj.status, obj.get_status_display()
+    status_display = status_column({JobRun.Status.RUNNING: "info", JobRun.Status.COMPLETED: "success", JobRun.Status.FAILED: "danger"})
 
     @display(description=_("duration"))
     def duration(self, obj):

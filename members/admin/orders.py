@@ -31,7 +31,7 @@ from members.importing.reading import FIELDS as ORDER_IMPORT_FIELDS
 from members.models import ImportRun, Order
 from members.resources import OrderResource
 
-from .toolkit import DayRangeFilter, DistinctValuesFilter, MemberColumnMixin, ReadOnlyModelAdmin
+from .toolkit import DayRangeFilter, DistinctValuesFilter, MemberColumnMixin, ReadOnlyModelAdmin, status_column
 from .uploads import (
     ImportPermissionMixin,
     OrderImportConfirmForm,
@@ -113,18 +113,12 @@ class OrderAdmin(MemberColumnMixin, BigTableAdminMixin, ImportPermissionMixin, I
     def amount_display(self, obj):
         return f"{obj.amount} {obj.currency}"
 
-    @display(
-        description=_("status"),
-        ordering="status",
-        label={
-            Order.Status.PAID: "success",
-            Order.Status.PARTIALLY_REFUNDED: "warning",
-            Order.Status.REFUNDED: "danger",
-            Order.Status.CANCELLED: "info",
-        },
-    )
-    def status_display(self, obj):
-        return obj.status, obj.get_status_display()
+    status_display = status_column({
+        Order.Status.PAID: "success",
+        Order.Status.PARTIALLY_REFUNDED: "warning",
+        Order.Status.REFUNDED: "danger",
+        Order.Status.CANCELLED: "info",
+    })
 
     # --- Import through the engine ---
 

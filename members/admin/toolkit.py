@@ -195,3 +195,14 @@ class MemberColumnMixin:
     @display(description=_("member"), header=True, ordering="member__name")
     def member_display(self, obj):
         return member_header(obj.member)
+
+
+def status_column(colours: dict):
+    """The changelist's status column: the status's label in the colour `colours` gives it (Unfold's badge), sorted by
+    status. A ModelAdmin writes `status_display = status_column({Model.Status.X: "success", ...})`."""
+
+    @display(description=_("status"), ordering="status", label=colours)
+    def status_display(self, obj):
+        return obj.status, obj.get_status_display()
+
+    return status_display

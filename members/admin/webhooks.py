@@ -22,7 +22,7 @@ from members.webhooks.services import (
     webhook_test_send,
 )
 
-from .toolkit import ReadOnlyModelAdmin, confirmed_action
+from .toolkit import ReadOnlyModelAdmin, confirmed_action, status_column
 
 STATUS_COLOURS = {
     WebhookDelivery.Status.PENDING: "info",
@@ -152,9 +152,7 @@ class WebhookDeliveryAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     )
     readonly_fields = ("payload_display",)
 
-    @display(description=_("status"), ordering="status", label=STATUS_COLOURS)
-    def status_display(self, obj):
-        return obj.status, obj.get_status_display()
+    status_display = status_column(STATUS_COLOURS)
 
     @display(description=_("payload"))
     def payload_display(self, obj):
