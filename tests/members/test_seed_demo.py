@@ -119,6 +119,12 @@ class TestTheSmallDemo:
         assert len(set(phones)) == len(phones)
         assert all(re.fullmatch(r"1[3-9]\d{9}", phone) for phone in phones)
 
+    def test_seed_demo_registers_some_members_as_referred_by_an_earlier_member(self, seeded):
+        referred = demo_members().filter(referred_by__isnull=False).select_related("referred_by")
+        assert referred.exists()
+        for member in referred:
+            assert member.referred_by.joined_at < member.joined_at
+
     def test_seed_demo_run_twice_creates_nothing_new(self, seeded):
         before = (demo_members().count(), demo_orders().count(), total_points(), GrowthEvent.objects.count())
 
@@ -147,15 +153,6 @@ class TestTheSmallDemoWith400Orders:
         assert by_member
         for times in by_member.values():
             assert times == sorted(times)
-
-
-def test_seed_demo_registers_some_members_as_referred_by_an_earlier_member():
-    seed(members=60)
-
-    referred = demo_members().filter(referred_by__isnull=False).select_related("referred_by")
-    assert referred.exists()
-    for member in referred:
-        assert member.referred_by.joined_at < member.joined_at
 
 
 class PowerCut(Exception):
