@@ -11,6 +11,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from rest_framework_api_key.models import AbstractAPIKey
 
 from .identifiers import IDENTIFIER_MAX_LENGTH, validate_identifier
@@ -36,7 +37,8 @@ class RfmSegment(models.TextChoices):
 class ActivityStatus(models.TextChoices):
     """Where a member stands by their last order (members.rfm.activity_status_sql has the rule)."""
 
-    ACTIVE = "active", _("active")
+    # "active" as in "an active member" (活跃), not a switch that is on (启用): a context keeps the two apart.
+    ACTIVE = "active", pgettext_lazy("member activity", "active")
     DORMANT = "dormant", _("dormant")
     CHURN_RISK = "churn_risk", _("churn risk")
     NO_PURCHASE = "no_purchase", _("no purchase yet")
@@ -115,7 +117,7 @@ class Member(models.Model):
     blocked_reason = models.CharField(_("blocked because"), max_length=200, blank=True)
 
     lifetime_spend = models.DecimalField(_("lifetime spend"), max_digits=14, decimal_places=2, default=0)
-    order_count = models.PositiveIntegerField(_("orders"), default=0)
+    order_count = models.PositiveIntegerField(pgettext_lazy("count label", "orders"), default=0)
     first_order_at = models.DateTimeField(_("first order at"), null=True, blank=True)
     last_order_at = models.DateTimeField(_("last order at"), null=True, blank=True)
 

@@ -329,3 +329,41 @@ def test_api_field_errors_are_in_chinese_with_accept_language(api_client, member
         "detail": "请求中有无效字段。",  # ours (members.api_errors)
         "errors": {"amount": ["该字段是必填项。"]},  # Django REST framework's own catalogue
     }
+
+
+# --- Words with two meanings ----------------------------------------------------------------------------------------
+# English words identified as meaning two things in the console, each meaning with its own Chinese word. The default
+# entry keeps one meaning; every other meaning is marked with a message context (pgettext) where it is used. A new
+# meaning written without its context would show the default's Chinese: add it here with its expected word.
+
+def _zh(text) -> str:
+    with translation.override("zh-hans"):
+        return str(text)
+
+
+def test_an_active_member_is_huoyue_while_a_switch_that_is_on_is_qiyong():
+    from members.models import ActivityStatus
+    from members.webhooks.models import WebhookSubscription
+
+    assert _zh(ActivityStatus.ACTIVE.label) == "活跃"
+    assert _zh(WebhookSubscription._meta.get_field("active").verbose_name) == "启用"
+
+
+def test_orders_as_a_page_are_dingdan_while_a_member_s_count_of_orders_is_dingdanshu():
+    from members.models import ImportRun, Member, Order
+
+    assert _zh(Order._meta.verbose_name_plural) == "订单"
+    assert _zh(ImportRun.Kind.ORDERS.label) == "订单"
+    assert _zh(Member._meta.get_field("order_count").verbose_name) == "订单数"
+
+
+def test_every_meaning_of_a_two_meaning_word_has_its_own_translated_entry():
+    entries = {catalogue_key(entry): entry["msgstr"].get(None) for entry in po_entries(PO_FILE) if not entry["obsolete"]}
+    expected = {
+        (None, "active"): "启用",
+        ("member activity", "active"): "活跃",
+        (None, "orders"): "订单",
+        ("count label", "orders"): "订单数",
+        ("after a number", "orders"): "笔订单",
+    }
+    assert {key: entries.get(key) for key in expected} == expected
