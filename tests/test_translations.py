@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -367,3 +368,12 @@ def test_every_meaning_of_a_two_meaning_word_has_its_own_translated_entry():
         ("after a number", "orders"): "笔订单",
     }
     assert {key: entries.get(key) for key in expected} == expected
+
+
+def test_numbers_in_the_chinese_console_are_grouped_by_thousands():
+    from django.contrib.humanize.templatetags.humanize import intcomma
+    from django.utils.formats import number_format
+
+    with translation.override("zh-hans"):
+        assert intcomma(1234567) == "1,234,567"
+        assert number_format(Decimal("1234567.50"), decimal_pos=2, force_grouping=True) == "1,234,567.50"
