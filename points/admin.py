@@ -502,7 +502,7 @@ class PointsAdjustmentRequestAdmin(MemberColumnMixin, AuditedAdminMixin, ReadOnl
 
 class PointsTransactionInline(MemberHistoryInline):
     model = PointsTransaction
-    verbose_name_plural = _("points transactions")
+    verbose_name_plural = _("points ledger")
     fields = ("created_at", "kind", "amount", "remaining", "expires_at", "reference", "created_by")
     list_select_related = ("created_by",)
 

@@ -85,7 +85,7 @@ class PointsTransaction(models.Model):
 
     class Meta:
         verbose_name = _("points transaction")
-        verbose_name_plural = _("points transactions")
+        verbose_name_plural = _("points ledger")  # the page's one name, as the sidebar calls it
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=~Q(amount=0), name="points_tx_amount_non_zero"),

@@ -96,7 +96,7 @@ def test_member_change_page_shows_tier_points_balance_and_the_order_and_points_h
     expect(orders).to_be_visible()
     expect(orders.locator("tr.form-row").filter(has_text="A-1")).to_contain_text("1200.00")
 
-    tabs.get_by_role("link", name="Points transactions").click()
+    tabs.get_by_role("link", name="Points ledger").click()
     expect(orders).to_be_hidden()
     expect(ledger).to_be_visible()
     expect(ledger.locator("tr.form-row").filter(has_text="A-1")).to_contain_text("1200")
