@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint install install-dev migrate worker beat check clean messages
+.PHONY: run test lint install install-dev migrate worker beat check clean messages lock
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' 
@@ -42,6 +42,15 @@ test: lint
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check .
+
+# The locks (docs/deployment.md, "Dependencies"): requirements.in and requirements-dev.in compiled by pip-tools into
+# requirements.txt and requirements-dev.txt, every transitive dependency pinned. Existing pins are kept; to move one,
+# `make lock LOCK_ARGS="--upgrade-package django-unfold"` (or LOCK_ARGS=--upgrade for all). Commit the .in and the .txt.
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url \
+	--no-emit-find-links $(LOCK_ARGS)
+lock: $(VENV)/.installed-dev
+	$(PIP_COMPILE) --output-file requirements.txt requirements.in
+	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
 migrate: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input

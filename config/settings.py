@@ -3,6 +3,7 @@
 Embedded defaults (no variables set) give the local demo: a SQLite file under var/, tasks run eagerly in process.
 Production sets at least DEBUG=0, SECRET_KEY, ALLOWED_HOSTS and DATABASE_URL; `manage.py check --deploy` is clean then.
 """
+import tomllib
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -297,7 +298,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Loyalty CRM storefront API",
     "DESCRIPTION": "Members, orders, points and tiers for the storefront. "
     "Authenticate with `Authorization: Api-Key <key>` (create one with `manage.py create_api_key`).",
-    "VERSION": "1.0.0",
+    # One version number for the package and the API: pyproject.toml's [project] version (CHANGELOG.md's policy).
+    "VERSION": tomllib.loads((BASE_DIR / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"],
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
