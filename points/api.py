@@ -73,6 +73,7 @@ class TransactionOutput(serializers.ModelSerializer):
         fields = ["id", "kind", "amount", "remaining", "expires_at", "pending_until", "reference", "created_at"]
 
 
+@extend_schema(tags=["points"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class MemberTransactionsView(generics.ListAPIView):
     required_scope = ApiScope.READ
     serializer_class = TransactionOutput
@@ -116,6 +117,7 @@ class RewardOfferOutput(serializers.Serializer):
     redeemed = serializers.IntegerField(help_text="How many the member has redeemed (not cancelled).")
 
 
+@extend_schema(tags=["points"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class RewardListView(APIView):
     required_scope = ApiScope.READ
 
@@ -150,6 +152,7 @@ class RedemptionOutput(serializers.ModelSerializer):
 REDEMPTION_KEY_MAX_LENGTH = 100  # the redemption's own idempotency key column
 
 
+@extend_schema(tags=["points"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class RedemptionCreateView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.REDEMPTIONS
 
@@ -221,6 +224,7 @@ class PointsQuoteOutput(serializers.Serializer):
     max_percent = serializers.IntegerField(help_text="Points pay at most this share of an order.")
 
 
+@extend_schema(tags=["points"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class PointsQuoteView(APIView):
     required_scope = ApiScope.READ
 
