@@ -296,8 +296,41 @@ LOYALTY_API_MAX_JSON_DEPTH = env.int("LOYALTY_API_MAX_JSON_DEPTH", default=32)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loyalty CRM storefront API",
-    "DESCRIPTION": "Members, orders, points and tiers for the storefront. "
-    "Authenticate with `Authorization: Api-Key <key>` (create one with `manage.py create_api_key`).",
+    # The quick start shown atop /api/docs/ (markdown); docs/api.md says more.
+    "DESCRIPTION": """Members, orders, points, tiers and engagement for the storefront.
+
+## Quick start
+
+**Authentication.** Send `Authorization: Api-Key <key>` with every request; staff create keys with
+`manage.py create_api_key "web shop" --scopes read members orders redemptions` or in the admin (shown once). A key
+holds scopes: `read`, `members`, `orders`, `redemptions`, `engagement`, `privacy`. No key, another scheme (`Bearer`) or
+a bad key is 401; a key without the scope an operation needs is 403 `permission_denied`, naming the scope.
+
+**Idempotency keys.** Every `POST` takes an `Idempotency-Key` header (1 to 255 visible ASCII characters, a UUID will
+do; required on `POST /redemptions/`). A retry with the same key and body answers the stored response with
+`Idempotent-Replayed: true` and does nothing twice; the same key with another body is 422 `idempotency_key_reused`.
+Keys are kept 24 hours.
+
+**Errors.** Every error has one body: `{"code": "...", "detail": "...", "errors": {"field": ["..."]}}`. Branch on
+`code` (stable, listed per operation and status below); `detail` is for people, in the request's `Accept-Language`;
+`errors` names the fields at fault (400 `invalid` only). A 500 carries an `error_id` to quote.
+
+**Rate limits.** Each key may make 600 requests a minute unless its own limit says otherwise; beyond that 429
+`throttled` with `Retry-After` (seconds).
+
+**Pagination.** Lists of unbounded length (a member's transactions and coupons) are cursor pages:
+`{"next": url, "previous": url, "results": [...]}`; follow `next` until it is null. `page_size` is 50 by default,
+at most 200.""",
+    # One tag per area; every operation has exactly one (tests/api/test_openapi.py).
+    "TAGS": [
+        {"name": "index", "description": "The API's endpoints and the schema's address; any valid key reads it."},
+        {"name": "members", "description": "Register members and read a member: tier, balances, what the next tier needs."},
+        {"name": "orders", "description": "Record orders and refunds: points, growth value and tiers follow."},
+        {"name": "points", "description": "The points ledger, the rewards catalogue, redemptions, cash deduction quotes."},
+        {"name": "tiers", "description": "The tier ladder: thresholds and benefits."},
+        {"name": "engagement", "description": "Coupons, daily check-ins, rewarded events, badges and the leaderboard."},
+        {"name": "privacy", "description": "Export everything held about a member; anonymise a member."},
+    ],
     # One version number for the package and the API: pyproject.toml's [project] version (CHANGELOG.md's policy).
     "VERSION": tomllib.loads((BASE_DIR / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"],
     "SERVE_INCLUDE_SCHEMA": False,

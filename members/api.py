@@ -155,6 +155,7 @@ def _identifier_field(help_text: str = "") -> serializers.CharField:
     )
 
 
+@extend_schema(tags=["members"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class MemberRegisterView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.MEMBERS
 
@@ -195,6 +196,7 @@ class MemberRegisterView(IdempotentPostMixin, APIView):
         )
 
 
+@extend_schema(tags=["members"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class MemberDetailView(APIView):
     required_scope = ApiScope.READ
 
@@ -208,6 +210,7 @@ class MemberDetailView(APIView):
         return Response(MemberDetailOutput(member_detail(member)).data)
 
 
+@extend_schema(tags=["orders"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class OrderRecordView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.ORDERS
 
@@ -296,6 +299,7 @@ class OrderRecordView(IdempotentPostMixin, APIView):
         return Response(self.Output(body).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
+@extend_schema(tags=["orders"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class OrderRefundView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.ORDERS
 

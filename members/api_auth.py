@@ -26,14 +26,17 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    """`Authorization: Api-Key <prefix>.<secret>`. A missing header is 401 with a WWW-Authenticate challenge;
-    an unknown, revoked or expired key is 401 too."""
+    """`Authorization: Api-Key <prefix>.<secret>`. A missing header is 401 not_authenticated with a WWW-Authenticate
+    challenge; another scheme (`Bearer x`, `Token x`, a bare key...) is 401 authentication_failed saying how to send
+    the key; an unknown, revoked or expired key is 401 authentication_failed too."""
 
     def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
+        header = request.META.get("HTTP_AUTHORIZATION", "").strip()
+        if not header:
+            return None
         keyword, _sep, key = header.partition(" ")
         if keyword != KEYWORD:
-            return None
+            raise exceptions.AuthenticationFailed(_('Send the key as "Authorization: Api-Key <key>".'))
         key = key.strip()
         if not key:
             raise exceptions.AuthenticationFailed(_("The API key is empty."))
@@ -68,16 +71,18 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
 
 class HasApiKeyScope(BasePermission):
-    """A view names the scope it needs in `required_scope`; the key must hold it."""
-
-    message = _("This API key lacks the scope this endpoint needs.")
+    """A view names the scope it needs in `required_scope`; the key must hold it, else 403 permission_denied whose
+    detail names the scope (DRF reads `message` of the permission instance, one per request)."""
 
     def has_permission(self, request, view):
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             raise exceptions.NotAuthenticated()
         required = getattr(view, "required_scope", None)
-        return required is None or api_key.has_scope(required)
+        if required is None or api_key.has_scope(required):
+            return True
+        self.message = _('This API key lacks the scope "%(scope)s" this endpoint needs.') % {"scope": str(required)}
+        return False
 
 
 class ApiKeyRateThrottle(BaseThrottle):

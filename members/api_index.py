@@ -26,6 +26,7 @@ class ApiIndexOutput(serializers.Serializer):
     endpoints = Endpoint(many=True)
 
 
+@extend_schema(tags=["index"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class ApiIndexView(APIView):
     """Any valid API key may read it, whatever its scopes (so a storefront can also check its key with it); the
     schema and docs it points to are public. `patterns` (the version's URL patterns) is given by the URL conf."""

@@ -15,6 +15,7 @@ from .privacy import member_anonymise, member_export
 from .selectors import member_get
 
 
+@extend_schema(tags=["privacy"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class MemberExportView(APIView):
     required_scope = ApiScope.PRIVACY
 
@@ -34,6 +35,7 @@ class MemberExportView(APIView):
         return Response(member_export(member=member))
 
 
+@extend_schema(tags=["privacy"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class MemberAnonymiseView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.PRIVACY
 

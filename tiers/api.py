@@ -33,6 +33,7 @@ class TierOutput(serializers.Serializer):
         return TierBenefitsOutput(tier_summary(tier)["benefits"]).data
 
 
+@extend_schema(tags=["tiers"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class TierListView(APIView):
     required_scope = ApiScope.READ
 

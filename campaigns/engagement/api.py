@@ -47,6 +47,7 @@ class CouponOutput(serializers.ModelSerializer):
         return coupon.kind == Coupon.Kind.FREE_SHIPPING
 
 
+@extend_schema(tags=["engagement"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class MemberCouponsView(generics.ListAPIView):
     required_scope = ApiScope.READ
     serializer_class = CouponOutput
@@ -101,6 +102,7 @@ class CheckInStatusOutput(serializers.Serializer):
     )
 
 
+@extend_schema(tags=["engagement"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class CheckInView(IdempotentPostMixin, APIView):
     @property
     def required_scope(self):
@@ -153,6 +155,7 @@ class EventOutput(serializers.ModelSerializer):
         return self.context["created"]
 
 
+@extend_schema(tags=["engagement"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class EventCreateView(IdempotentPostMixin, APIView):
     required_scope = ApiScope.ENGAGEMENT
 
@@ -212,6 +215,7 @@ class BadgeOutput(serializers.Serializer):
         return badge.awarded_at is not None
 
 
+@extend_schema(tags=["engagement"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class MemberBadgesView(APIView):
     required_scope = ApiScope.READ
 
@@ -253,6 +257,7 @@ class LeaderboardOutput(serializers.Serializer):
     results = LeaderboardEntryOutput(many=True)
 
 
+@extend_schema(tags=["engagement"])  # the area (SPECTACULAR_SETTINGS["TAGS"])
 class LeaderboardView(APIView):
     required_scope = ApiScope.READ
 

@@ -53,6 +53,37 @@ def test_a_read_only_key_cannot_post_orders(api_client_with_scopes):
     assert response.json()["code"] == "permission_denied"
 
 
+def test_a_missing_scope_is_named_in_the_403(api_client_with_scopes, member):
+    client = api_client_with_scopes("read")
+
+    response = client.post("/api/v1/redemptions/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+
+    assert (response.status_code, response.json()["code"]) == (403, "permission_denied")
+    assert response.json()["detail"] == 'This API key lacks the scope "redemptions" this endpoint needs.'
+
+
+@pytest.mark.parametrize("header", ["Bearer abc.def", "Token abc.def", "ApiKey abc.def", "abc.def", "api-key abc.def"])
+def test_a_wrong_authorization_scheme_is_401_with_a_hint(header, api_key):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+
+    response = client.get("/api/v1/members/someone/")
+
+    assert (response.status_code, response.json()["code"]) == (401, "authentication_failed")
+    assert response.json()["detail"] == 'Send the key as "Authorization: Api-Key <key>".'
+    assert response["WWW-Authenticate"] == "Api-Key"
+
+
+def test_the_right_key_under_a_wrong_scheme_is_refused_with_the_hint(api_key):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+
+    response = client.get("/api/v1/tiers/")
+
+    assert response.status_code == 401
+    assert "Api-Key <key>" in response.json()["detail"]
+
+
 def test_a_read_only_key_can_read_a_member(api_client_with_scopes, member):
     response = api_client_with_scopes("read").get(f"/api/v1/members/{member.external_id}/")
 

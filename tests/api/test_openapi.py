@@ -112,3 +112,23 @@ def test_request_text_fields_state_that_nul_is_refused_and_decimals_their_exact_
     assert schemas["OrderInput"]["properties"]["customer_id"]["pattern"] == r"^[^\u0000]*\S[^\u0000]*$"
     assert schemas["MemberRegistration"]["properties"]["name"]["pattern"] == r"^[^\u0000]*$"
     assert schemas["OrderInput"]["properties"]["amount"]["pattern"] == r"^(?:0|[1-9][0-9]{0,9})(?:\.[0-9]{1,2})?$"
+
+
+def test_every_operation_has_exactly_one_tag_from_the_declared_areas(client):
+    operations = list(_api_operations(client))
+    declared = operations[0][4]["tags"]
+    names = [tag["name"] for tag in declared]
+
+    assert all(tag["description"] for tag in declared)
+    assert {"members", "orders", "points", "tiers", "engagement", "privacy"} <= set(names)
+    for label, _method, _path, operation, _schema in operations:
+        assert len(operation["tags"]) == 1 and operation["tags"][0] in names, label
+    assert {operation["tags"][0] for *_, operation, _schema in operations} == set(names), "no tag is left unused"
+
+
+def test_the_schema_description_is_a_quick_start_covering_what_every_client_needs(client):
+    description = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["info"]["description"]
+
+    for topic in ("Authentication", "Idempotency", "Errors", "Rate limits", "Pagination"):
+        assert f"**{topic}" in description, topic
+    assert "Api-Key <key>" in description and "`code`" in description

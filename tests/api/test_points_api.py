@@ -141,6 +141,43 @@ def test_transactions_with_a_malformed_date_filter_are_400(api_client, member):
     assert "created_after" in response.json()["errors"]
 
 
+def test_transactions_filter_by_several_kinds_and_a_created_range(api_client, member):
+    earn(member, 5, "early")
+    since = timezone.now().isoformat()
+    earn(member, 6, "late")
+    url = f"/api/v1/members/{member.external_id}/transactions/"
+
+    recent = api_client.get(url, {"kind": ["bonus", "earn"], "created_after": since})
+    older = api_client.get(url, {"created_before": since})
+
+    assert [tx["amount"] for tx in recent.json()["results"]] == [6]
+    assert [tx["amount"] for tx in older.json()["results"]] == [5]
+
+
+@pytest.mark.parametrize("query, field", [
+    ({"kind": "gift"}, "kind"),
+    ({"kind": ""}, "kind"),
+    ({"created_before": ""}, "created_before"),
+    ({"created_before": "3000-01-01T00:00:00Z"}, "created_before"),
+])
+def test_transactions_with_a_bad_filter_value_are_400_on_that_field(api_client, member, query, field):
+    response = api_client.get(f"/api/v1/members/{member.external_id}/transactions/", query)
+
+    assert (response.status_code, response.json()["code"], list(response.json()["errors"])) == (400, "invalid", [field])
+
+
+def test_the_ledger_filters_are_documented_in_the_schema_with_their_types(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    operation = schema["paths"]["/api/v1/members/{external_id}/transactions/"]["get"]
+    query = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+
+    assert query["kind"]["schema"]["type"] == "array"
+    assert "redeem" in query["kind"]["schema"]["items"]["enum"]
+    assert query["created_after"]["schema"] == {"type": "string", "format": "date-time"}
+    assert query["created_before"]["schema"] == {"type": "string", "format": "date-time"}
+    assert {"cursor", "page_size"} <= set(query)
+
+
 def test_transactions_of_an_unknown_member_are_404(api_client):
     response = api_client.get("/api/v1/members/nobody/transactions/")
 
