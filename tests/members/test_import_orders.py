@@ -70,7 +70,7 @@ def test_a_gbk_file_with_chinese_headers_imports_orders_and_creates_members_with
 
     assert (report.rows_read, report.created, report.failed, report.members_created) == (2, 2, 0, 2)
     wang = Member.objects.get(external_id="HY-01")
-    assert (wang.name, wang.phone) == ("王芳", "13800000001")
+    assert (wang.name, wang.phone) == ("王芳", "+8613800000001")
     assert Member.objects.get(external_id="HY-02").name == "李雷"
     order = Order.objects.get(order_id="DD1001")
     assert (order.member, order.amount, order.status) == (wang, Decimal("199.00"), Order.Status.PAID)
