@@ -112,3 +112,15 @@ def test_the_admin_search_still_finds_a_phone_stored_as_typed_before_the_rule(ad
     response = admin_client.get(reverse("admin:members_member_changelist"), {"q": "+86 138-0013-8000"})
 
     assert [row.pk for row in response.context["cl"].result_list] == [member.pk]
+
+
+def test_the_order_admin_search_finds_the_members_orders_by_any_spelling_of_the_phone(
+    admin_client, member_factory, order_factory
+):
+    member = member_factory(phone="139 0000 0001")
+    order_factory(customer_id=member.external_id, order_id="ord-phone")
+    order_factory(customer_id=member_factory().external_id, order_id="ord-other")
+
+    response = admin_client.get(reverse("admin:members_order_changelist"), {"q": "+86 139-0000-0001"})
+
+    assert [order.order_id for order in response.context["cl"].result_list] == ["ord-phone"]
