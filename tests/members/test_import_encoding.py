@@ -59,3 +59,15 @@ def test_the_command_says_which_encoding_it_read(tmp_path):
     call_command("import_orders", str(write(tmp_path, WESTERN, "cp1252")), "--workers", "1", stdout=out)
 
     assert "encoding cp1252" in out.getvalue()
+
+
+def test_a_western_file_with_many_accents_before_commas_is_read_as_cp1252_not_refused():
+    sample = ("id,name,city\n" + "".join(f"{i},José André,Orléans é\n" for i in range(40))).encode("cp1252")
+
+    assert detect_encoding(sample) == "cp1252"
+
+
+def test_a_gbk_file_with_a_stray_byte_is_still_judged_gb18030():
+    sample = "订单号,姓名\nDD1,王芳\n".encode("gbk") + b"DD2,\xff\n" + "DD3,李雷\n".encode("gbk")
+
+    assert detect_encoding(sample) == "gb18030"

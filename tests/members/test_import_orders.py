@@ -475,7 +475,7 @@ def test_imported_orders_of_an_existing_member_add_to_their_live_history(tmp_pat
 
     assert report.members_created == 0
     ann.refresh_from_db()
-    assert (ann.name, ann.phone) == ("Ann Live", "13800000009")  # the import does not overwrite a profile
+    assert (ann.name, ann.phone) == ("Ann Live", "+8613800000009")  # the import does not overwrite a profile
     assert (ann.order_count, ann.lifetime_spend) == (2, Decimal("300.00"))
     assert GrowthEvent.objects.filter(member=ann, source=GrowthEvent.Source.ORDER).count() == 2
     assert ann.points_balance == 300
