@@ -10,6 +10,7 @@ import re
 
 import phonenumbers
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 
@@ -29,6 +30,14 @@ def phone_normalise(raw: str | None, *, region: str | None = None) -> str:
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone(_("Enter a valid phone number.")) from None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_validator(value: str) -> None:
+    """A field validator (API serializers, forms): the value must be a valid phone number or blank."""
+    try:
+        phone_normalise(value)
+    except InvalidPhone as error:
+        raise ValidationError(str(error), code="invalid") from None
 
 
 _PHONE_CHARACTERS = re.compile(r"^[0-9 +()\-.]{5,40}$")
