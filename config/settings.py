@@ -345,6 +345,8 @@ at most 200.""",
 # --- The loyalty programme ----------------------------------------------------------------------------------------
 # The programme's currency: orders in another currency are refused rather than silently mixed into spend.
 LOYALTY_CURRENCY = env("LOYALTY_CURRENCY", default="CNY")
+# The region a phone number without a country code is read in (ISO 3166 code): phones are stored in E.164.
+LOYALTY_PHONE_REGION = env("LOYALTY_PHONE_REGION", default="CN")
 # Base earning rate before the tier multiplier: points per currency unit of the paid amount (rounded down).
 LOYALTY_POINTS_PER_CURRENCY_UNIT = Decimal(env("LOYALTY_POINTS_PER_CURRENCY_UNIT", default="1"))
 # The largest amount one order may have (API: 400, import: a row error). The default leaves room for ten thousand such

@@ -14,6 +14,7 @@ from .errors import OrderNotFound
 from .identifiers import IDENTIFIER_HELP, IDENTIFIER_MAX_LENGTH, validate_identifier
 from .limits import AMOUNT_HELP, BIRTHDAY_HELP, ORDER_AMOUNT_MAX, ORDER_QUANTITY_MAX, birthday_validator
 from .models import ActivityStatus, ApiScope, RfmSegment
+from .phones import phone_validator
 from .selectors import member_detail, member_get
 from .services import member_register, order_record, order_refund
 
@@ -163,7 +164,11 @@ class MemberRegisterView(IdempotentPostMixin, APIView):
     class Input(serializers.Serializer):
         external_id = _identifier_field()
         email = serializers.EmailField(required=False, allow_blank=True)
-        phone = serializers.CharField(max_length=32, required=False, allow_blank=True)
+        phone = serializers.CharField(
+            max_length=32, required=False, allow_blank=True, validators=[phone_validator],
+            help_text="Any common spelling (\"138 0013 8000\", \"+86 138-0013-8000\"); stored in E.164, a number "
+                      "without a country code read in the programme's region (LOYALTY_PHONE_REGION). 400 when invalid.",
+        )
         name = serializers.CharField(max_length=150, required=False, allow_blank=True)
         birthday = serializers.DateField(
             required=False, allow_null=True, validators=[birthday_validator], help_text=BIRTHDAY_HELP

@@ -25,6 +25,7 @@ from .csv_export import spreadsheet_unescape
 from .errors import DomainError
 from .importing.lifecycle import import_run_record
 from .models import ImportRun, Member, Order
+from .phones import InvalidPhone, phone_normalise
 from .services import PROFILE_FIELDS, history_importing, member_register
 
 
@@ -41,6 +42,16 @@ class TextWidget(widgets.CharWidget):
 
     def render(self, value, obj=None, **kwargs):
         return "" if value is None else str(value)
+
+
+class PhoneWidget(TextWidget):
+    """Phones in any common spelling, stored in E.164 (members.phones); a number that is not one is a row error."""
+
+    def clean(self, value, row=None, **kwargs):
+        try:
+            return phone_normalise(super().clean(value, row, **kwargs))
+        except InvalidPhone as error:
+            raise ValueError(f"{error} ({value})") from None
 
 
 class YesNoWidget(widgets.BooleanWidget):
@@ -103,7 +114,7 @@ class MemberResource(resources.ModelResource):
 
     external_id = _text("external_id")
     email = _text("email")
-    phone = _text("phone")
+    phone = fields.Field(attribute="phone", column_name="phone", widget=PhoneWidget())
     name = _text("name")
     birthday = fields.Field(attribute="birthday", column_name="birthday", widget=BirthdayWidget())
     region = _text("region")

@@ -34,6 +34,7 @@ from .identifiers import IdentifierValidator, identifier_is_valid
 from .limits import birthday_in_range, birthday_range_message, member_totals_check
 from .locking import member_lock
 from .models import ApiKey, Member, Order, OrderRefund
+from .phones import InvalidPhone, phone_normalise
 
 # No 0/O/1/I/L: codes are read aloud and typed from screenshots.
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -116,6 +117,11 @@ def member_register(
     `referral_code` is the code of the member who referred this one; it only counts when the member is created.
     """
     profile = {field: value for field, value in locals().items() if field in PROFILE_FIELDS and value is not None}
+    if phone is not None:
+        try:
+            profile["phone"] = phone_normalise(phone)
+        except InvalidPhone as error:
+            raise InvalidInput(str(error), field="phone") from None
     if birthday is not None and not birthday_in_range(birthday):
         raise InvalidInput(birthday_range_message(), field="birthday")
     # Two storefront requests may register the same customer at once: the loser of the insert race retries as an update.

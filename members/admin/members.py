@@ -42,6 +42,7 @@ from members.errors import DomainError
 from members.importing import ImportFileError
 from members.importing.reading import SAMPLE_BYTES, detect_encoding
 from members.models import Member, Order, Tag
+from members.phones import InvalidPhone, phone_normalise, phone_search_spellings
 from members.privacy import anonymised_external_id, member_anonymise, member_export, member_is_anonymised
 from members.resources import MemberResource
 from members.services import PROFILE_FIELDS, member_register, member_set_blocked
@@ -90,6 +91,12 @@ class MemberAdminForm(forms.ModelForm):
     class Meta:
         model = Member
         fields = "__all__"  # noqa: DJ007  (the admin's fieldsets choose what is shown; services own the rest)
+
+    def clean_phone(self):
+        try:
+            return phone_normalise(self.cleaned_data.get("phone"))
+        except InvalidPhone as error:
+            raise forms.ValidationError(str(error)) from None
 
     def clean_birthday(self):
         birthday = self.cleaned_data.get("birthday")
@@ -181,7 +188,8 @@ class MemberAdmin(BigTableAdminMixin, AuditedAdminMixin, ImportPermissionMixin, 
     # get_search_results.
     search_fields = ("external_id__exact", "phone__exact", "email__iexact", "name__icontains")
     search_help_text = _(
-        "Storefront customer id, phone or email (exact), or part of the name (a shorter word: its beginning)."
+        "Storefront customer id or email (exact), phone (any spelling), or part of the name (a shorter word: its "
+        "beginning)."
     )
     range_orderings = {  # a range filter lists the members in its column's order (members.console.big_tables)
         "tier_expires_at": "tier_expires_at",
@@ -266,7 +274,11 @@ class MemberAdmin(BigTableAdminMixin, AuditedAdminMixin, ImportPermissionMixin, 
     def get_search_results(self, request, queryset, search_term):
         """Django's search (every word must match one of `search_fields`), except that a word shorter than
         NAME_PART_MIN characters matches the beginning of the name: a trigram index cannot find a part that short,
-        and reading a million names for it took seconds (bench/admin)."""
+        and reading a million names for it took seconds (bench/admin). A term that is a phone number in any common
+        spelling ("138 0013 8000", "+86 138-0013-8000") finds the member by its E.164 phone (members.phones)."""
+        phones = phone_search_spellings(search_term)
+        if phones is not None:
+            return queryset.filter(Q(phone__in=phones) | Q(external_id__exact=search_term.strip())), False
         conditions = []
         for word in smart_split(search_term):
             if word[0] in "\"'" and word[0] == word[-1]:

@@ -33,6 +33,8 @@ from django.db.models import OrderBy, Q
 from django.utils.functional import cached_property
 from unfold.views import ChangeList
 
+from members.phones import phone_search_spellings
+
 # An exact count stops here: counting 10,000 rows costs a few milliseconds, counting millions costs seconds.
 COUNT_LIMIT = 10_000
 # Below this many rows (by the planner's statistics) an unfiltered list is counted exactly.
@@ -165,9 +167,11 @@ class BigTableAdminMixin:
         own = [Q(**{lookup: term}) for lookup in self.search_fields if not lookup.startswith("member__")]
         condition = reduce(or_, own) if own else None
         member_field = queryset.model._meta.get_field("member")
-        members = member_field.related_model._default_manager.filter(
-            reduce(or_, (Q(**{lookup: term}) for lookup in self.member_search_fields))
-        )
+        member_lookups = [Q(**{lookup: term}) for lookup in self.member_search_fields]
+        phones = phone_search_spellings(term) if "phone__exact" in self.member_search_fields else None
+        if phones:  # a phone in any common spelling finds the member stored in E.164 (members.phones)
+            member_lookups.append(Q(phone__in=phones))
+        members = member_field.related_model._default_manager.filter(reduce(or_, member_lookups))
         member_ids = list(members.values_list("pk", flat=True)[: self.member_search_limit])
         if not member_ids:
             return (queryset.filter(condition) if condition is not None else queryset.none()), False

@@ -5,6 +5,9 @@ from django.db import connection
 
 from members.identifiers import IDENTIFIER_CHARACTERS, IDENTIFIER_FIRST, IDENTIFIER_MAX_LENGTH
 from members.limits import ORDER_AMOUNT_MAX, ORDER_QUANTITY_MAX
+from members.phones import InvalidPhone, phone_normalise
+
+from .reading import shown
 
 ID_REASON = "has characters other than letters, digits and . _ ~ : @ - (or does not begin with a letter or digit)"
 # Outside the set (members.identifiers) = holds a character outside it, or begins with a non-alphanumeric. Two
@@ -41,4 +44,35 @@ def staged_rows_check_edges() -> None:
             f"""UPDATE import_rows SET error = COALESCE(error || '; ', '') || substr({reasons}, 3), outcome = 'failed'
                 WHERE {" OR ".join(condition for condition, _reason in failures)}""",
             [f"; {reason}" for _condition, reason in failures],
+        )
+
+
+def staged_rows_normalise_phones() -> None:
+    """The staged rows' phones in E.164 (members.phones), each distinct phone read once; a row whose phone is not a
+    valid number fails with "bad phone '...'". One UPDATE from a table of the block's distinct phones (~110 µs a
+    distinct phone in Python)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT phone FROM import_rows WHERE phone <> ''")
+        rows = []
+        for (raw,) in cursor.fetchall():
+            try:
+                normalised = phone_normalise(raw)
+            except InvalidPhone:
+                rows.append((raw, raw, f"bad phone {shown(raw)}"))
+                continue
+            if normalised != raw:
+                rows.append((raw, normalised, None))
+        if not rows:
+            return
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS import_phones (raw varchar(32) PRIMARY KEY, e164 varchar(32), error text)"
+        )
+        cursor.execute("DELETE FROM import_phones")
+        cursor.executemany("INSERT INTO import_phones (raw, e164, error) VALUES (%s, %s, %s)", rows)
+        cursor.execute(
+            """UPDATE import_rows SET phone = p.e164,
+                   error = CASE WHEN p.error IS NULL THEN import_rows.error
+                                ELSE COALESCE(import_rows.error || '; ', '') || p.error END,
+                   outcome = CASE WHEN p.error IS NULL THEN import_rows.outcome ELSE 'failed' END
+               FROM import_phones p WHERE p.raw = import_rows.phone"""
         )

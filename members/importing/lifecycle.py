@@ -58,6 +58,7 @@ class ImportReport:
     errors: list[tuple[int, str, str]] = field(default_factory=list)  # (line, reference, reason), the first ones
     rows_seconds: float = 0.0
     backfill_seconds: float = 0.0
+    encoding: str = ""  # the file's encoding, detected or given (also in the run's options)
 
     def add(self, batch: "ImportReport") -> None:
         for name in ("rows_read", "created", "duplicates", "conflicts", "failed", "members_created"):

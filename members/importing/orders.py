@@ -99,6 +99,7 @@ def orders_import(
         report.backfill_seconds = time.monotonic() - backfill_started
 
     report = import_run_execute(fields=run_fields, new_report=ImportReport, work=work, dry_run=dry_run)
+    report.encoding = layout.encoding
     if dry_run:
         report.rows_seconds = time.monotonic() - started
         return report

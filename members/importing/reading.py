@@ -2,7 +2,7 @@
 
 `read_orders(path, ...)` streams a CSV/TSV export row by row (memory stays flat whatever the size) and yields
 `ImportRow`s: either the order's fields, parsed, or the reasons the line cannot be imported, with its line number.
-It detects the encoding (UTF-8, UTF-8 with BOM, GBK/GB18030), sniffs the delimiter, maps headers to our fields
+It detects the encoding (UTF-8, UTF-8 with BOM, GBK/GB18030 or cp1252, charset-normalizer judging), sniffs the delimiter, maps headers to our fields
 (English and Chinese names, `--map SRC=FIELD` for the rest) and parses dates and amounts as shops export them.
 Writing the orders (set-based, in batches) builds on this.
 """
@@ -16,6 +16,7 @@ from datetime import timezone as dt_timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from charset_normalizer.md import mess_ratio
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -104,14 +105,17 @@ def _normalise_header(header: str) -> str:
 
 
 def detect_encoding(sample: bytes) -> str:
-    """utf-8-sig for a BOM, utf-8 when the sample decodes as UTF-8, else GB18030 (a superset of GBK and GB2312).
+    """utf-8-sig for a BOM, utf-8 when the sample decodes as UTF-8, else GB18030 (a superset of GBK and GB2312) or
+    cp1252 (Western Europe's Windows code page, Latin-1's letters included), as charset-normalizer judges.
 
     A few invalid bytes do not decide for the whole file (a UTF-8 file with one stray byte read as GB18030 would
     import as mojibake without a word): text with at least as many valid non-ASCII characters as invalid sequences
     is UTF-8 (GBK text read as UTF-8 is runs of invalid bytes, the odd pair that happens to be valid UTF-8 always
-    between two of them); otherwise the encoding with fewer invalid sequences wins, UTF-8 on a tie. The lines
-    holding invalid bytes then fail one by one (`read_records`). Only a sample that is garbage under both is
-    refused."""
+    between two of them), and so is text with no more invalid sequences under UTF-8 than under GB18030, when they
+    are few: its lines holding the invalid bytes then fail one by one (`read_records`). Otherwise the bytes are
+    Chinese or Western, and almost any byte pair is valid GB18030 ("Müller" in cp1252 decodes, without an error, as
+    "M黮ler"): charset-normalizer's measure of how messy each reading is decides (GB18030 on a tie). A sample that
+    reads as neither, and is garbage under both UTF-8 and GB18030, is refused."""
     if sample.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
     whole = sample[:-3] if len(sample) >= SAMPLE_BYTES else sample  # the sample may cut a character in two
@@ -120,9 +124,30 @@ def detect_encoding(sample: bytes) -> str:
     if not utf8_invalid or utf8_invalid <= len(_NON_ASCII.findall(utf8)) - len(_INVALID_BYTE.findall(utf8)):
         return "utf-8"
     gb18030_invalid = len(_INVALID_SEQUENCE.findall(whole.decode("gb18030", errors="surrogateescape")))
-    if min(utf8_invalid, gb18030_invalid) > max(len(whole) // 100, 8):
+    few = max(len(whole) // 100, 8)
+    if utf8_invalid <= min(gb18030_invalid, few):
+        return "utf-8"
+    judged = _judged_encoding(whole)
+    if judged is not None:
+        return judged
+    if min(utf8_invalid, gb18030_invalid) > few:
         raise ImportFileError(_("The file is neither UTF-8 nor GBK/GB18030; give --encoding."))
     return "utf-8" if utf8_invalid <= gb18030_invalid else "gb18030"
+
+
+# The encodings charset-normalizer judges between for a file that is not UTF-8, the first winning a tie, and the
+# mess ratio (charset_normalizer.md.mess_ratio: 0 for clean text) above which a reading is not text at all.
+JUDGED_ENCODINGS = ("gb18030", "cp1252")
+JUDGED_MESS_MAX = 0.2
+
+
+def _judged_encoding(sample: bytes) -> str | None:
+    """GB18030 or cp1252, whichever reads as the less messy text (invalid bytes shown as U+FFFD count as mess), or
+    None when neither reads as text."""
+    mess = {encoding: mess_ratio(sample.decode(encoding, errors="replace"), maximum_threshold=1.0)
+            for encoding in JUDGED_ENCODINGS}
+    best = min(JUDGED_ENCODINGS, key=lambda encoding: (mess[encoding], JUDGED_ENCODINGS.index(encoding)))
+    return best if mess[best] < JUDGED_MESS_MAX else None
 
 
 # errors="surrogateescape" decodes a byte that is not text as one of these surrogates, which no valid text holds.

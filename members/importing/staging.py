@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ..services import ORDER_CLOCK_SKEW
-from .edges import staged_rows_check_edges
+from .edges import staged_rows_check_edges, staged_rows_normalise_phones
 from .reading import (
     ID_MAX_LENGTH,
     SHOWN_CHARACTERS,
@@ -49,6 +49,7 @@ def block_stage(layout: FileLayout, date_format: str | None, first_line: int, bl
     if not _stage_by_copy(layout, date_format, first_line, block):
         _stage_in_python(layout, date_format, first_line, block)
     staged_rows_check_edges()
+    staged_rows_normalise_phones()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # Temporary tables get no statistics from autovacuum: without them the planner guesses a few rows

@@ -183,7 +183,7 @@ def test_member_import_reads_an_xlsx_workbook(admin_client):
     confirm_members(admin_client, preview)
 
     member = Member.objects.get(external_id="X-1")
-    assert (member.phone, member.birthday.isoformat()) == ("13800000001", "1990-05-03")
+    assert (member.phone, member.birthday.isoformat()) == ("+8613800000001", "1990-05-03")
 
 
 def test_a_member_file_without_the_customer_id_column_says_so(admin_client):

@@ -350,4 +350,4 @@ def test_support_edits_a_members_contact_details(client, as_role, member):
 
     assert response.status_code == 302
     member.refresh_from_db()
-    assert (member.email, member.phone) == ("new@example.com", "13900000000")
+    assert (member.email, member.phone) == ("new@example.com", "+8613900000000")

@@ -70,7 +70,7 @@ def test_a_gbk_file_with_chinese_headers_imports_orders_and_creates_members_with
 
     assert (report.rows_read, report.created, report.failed, report.members_created) == (2, 2, 0, 2)
     wang = Member.objects.get(external_id="HY-01")
-    assert (wang.name, wang.phone) == ("王芳", "13800000001")
+    assert (wang.name, wang.phone) == ("王芳", "+8613800000001")
     assert Member.objects.get(external_id="HY-02").name == "李雷"
     order = Order.objects.get(order_id="DD1001")
     assert (order.member, order.amount, order.status) == (wang, Decimal("199.00"), Order.Status.PAID)
@@ -475,7 +475,7 @@ def test_imported_orders_of_an_existing_member_add_to_their_live_history(tmp_pat
 
     assert report.members_created == 0
     ann.refresh_from_db()
-    assert (ann.name, ann.phone) == ("Ann Live", "13800000009")  # the import does not overwrite a profile
+    assert (ann.name, ann.phone) == ("Ann Live", "+8613800000009")  # the import does not overwrite a profile
     assert (ann.order_count, ann.lifetime_spend) == (2, Decimal("300.00"))
     assert GrowthEvent.objects.filter(member=ann, source=GrowthEvent.Source.ORDER).count() == 2
     assert ann.points_balance == 300

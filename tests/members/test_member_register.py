@@ -22,7 +22,7 @@ def test_registering_again_updates_only_the_fields_given():
     member, created = member_register(external_id="a", phone="13800000000")
 
     assert created is False
-    assert (member.name, member.email, member.phone) == ("Alice", "alice@example.com", "13800000000")
+    assert (member.name, member.email, member.phone) == ("Alice", "alice@example.com", "+8613800000000")
     assert Member.objects.count() == 1
 
 

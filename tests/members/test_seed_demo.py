@@ -117,7 +117,7 @@ class TestTheSmallDemo:
     def test_seed_demo_gives_every_member_a_unique_chinese_mobile_number(self, seeded):
         phones = list(demo_members().values_list("phone", flat=True))
         assert len(set(phones)) == len(phones)
-        assert all(re.fullmatch(r"1[3-9]\d{9}", phone) for phone in phones)
+        assert all(re.fullmatch(r"\+861[3-9]\d{9}", phone) for phone in phones)
 
     def test_seed_demo_registers_some_members_as_referred_by_an_earlier_member(self, seeded):
         referred = demo_members().filter(referred_by__isnull=False).select_related("referred_by")

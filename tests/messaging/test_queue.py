@@ -39,7 +39,7 @@ def test_no_email_without_email_consent_it_falls_back_to_sms_when_allowed(clock,
 
     message = queue(member)
 
-    assert (message.status, message.channel, message.recipient) == ("queued", "sms", "13800000001")
+    assert (message.status, message.channel, message.recipient) == ("queued", "sms", "+8613800000001")
     assert message.subject == ""
 
 

@@ -86,7 +86,7 @@ def test_a_missing_member_is_registered_with_the_files_email_phone_and_name(tmp_
 
     assert report.members_created == 1
     member = Member.objects.get(external_id="c-9")
-    assert (member.email, member.phone, member.name) == ("fang@example.cn", "13800000009", "王芳")
+    assert (member.email, member.phone, member.name) == ("fang@example.cn", "+8613800000009", "王芳")
     assert member.tier.code == "member"  # joined like any new member
     assert balance("c-9") == (80, 0, 0)
     assert ledger_ok()
@@ -382,7 +382,7 @@ def test_a_gbk_file_with_chinese_headers_imports_points_and_tiers(tmp_path, cloc
 
     assert (report.rows_read, report.created, report.failed, report.members_created) == (3, 3, 0, 2)
     wang = Member.objects.get(external_id="HY-01")
-    assert (wang.name, wang.phone, wang.points_balance, wang.tier.code) == ("王芳", "13800000001", 1500, "gold")
+    assert (wang.name, wang.phone, wang.points_balance, wang.tier.code) == ("王芳", "+8613800000001", 1500, "gold")
     assert wang.tier_expires_at == datetime(2027, 1, 1, tzinfo=SHANGHAI)
     assert Member.objects.get(external_id="HY-02").tier.code == "silver"
     assert ledger_ok()

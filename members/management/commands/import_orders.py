@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--map", action="append", default=[], metavar="SRC=FIELD",
                             help="Read column SRC as FIELD (order_id, customer_id, email, phone, name, placed_at, "
                                  "amount, currency, quantity, category, channel, status).")
-        parser.add_argument("--encoding", default="auto", help="auto (UTF-8, UTF-8 with BOM, GBK/GB18030), or a name.")
+        parser.add_argument("--encoding", default="auto", help="auto (UTF-8, UTF-8 with BOM, GBK/GB18030 or cp1252), or a name.")
         parser.add_argument("--date-format", default=None, help="strptime format of the date column, e.g. %%d.%%m.%%Y")
         points = parser.add_mutually_exclusive_group()
         points.add_argument("--award-points", dest="award_points", action="store_true",
@@ -65,7 +65,7 @@ class Command(BaseCommand):
             f"  ·  conflicts {report.conflicts:,}  ·  failed {report.failed:,}  ·  members created "
             f"{report.members_created:,}"
         )
-        self.stdout.write(f"  rows phase {report.rows_seconds:.1f} s ({rate:,.0f} rows/s)")
+        self.stdout.write(f"  encoding {report.encoding}  ·  rows phase {report.rows_seconds:.1f} s ({rate:,.0f} rows/s)")
         if not report.dry_run:
             self.stdout.write(
                 f"  backfill {report.backfill_seconds:.1f} s for {report.backfilled_members:,} members"
