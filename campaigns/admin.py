@@ -511,7 +511,7 @@ class CampaignGrantAdmin(BigTableAdminMixin, ReadOnlyModelAdmin):
     list_filter_submit = True
     search_fields = ("member__external_id__exact",)  # the box; the members are found first (big_tables)
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")
-    search_help_text = _("The member's storefront customer id, email or phone (exact).")
+    search_help_text = _("The member's storefront customer id, email (exact) or phone (any spelling).")
     sortable_by = ("granted_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
 

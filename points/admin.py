@@ -87,7 +87,8 @@ class PointsTransactionAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyMode
     search_fields = ("idempotency_key__exact", "reference__exact")
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
     search_help_text = _(
-        "Idempotency key, reference (e.g. an order id), or the member's storefront customer id, email or phone (exact)."
+        "Idempotency key, reference (e.g. an order id), or the member's storefront customer id, email (exact) or "
+        "phone (any spelling)."
     )
     sortable_by = ("created_at",)  # indexed (members.console.big_tables); amounts are read per member or per kind
     range_orderings = {"expires_at": "expires_at"}  # an expiry window lists the soonest first
@@ -251,7 +252,7 @@ class RedemptionAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, 
     search_fields = ("voucher_code__exact", "idempotency_key__exact")
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
     search_help_text = _(
-        "Voucher code, idempotency key, or the member's storefront customer id, email or phone (exact)."
+        "Voucher code, idempotency key, or the member's storefront customer id, email (exact) or phone (any spelling)."
     )
     sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     actions = ["cancel_redemptions"]

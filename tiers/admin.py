@@ -284,7 +284,7 @@ class TierChangeAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin)
     list_filter_submit = True
     search_fields = ("reference__exact",)
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
-    search_help_text = _("Reference, or the member's storefront customer id, email or phone (exact).")
+    search_help_text = _("Reference, or the member's storefront customer id, email (exact) or phone (any spelling).")
     sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
     fields = ("member", "from_tier", "to_tier", "reason", "reference", "note", "created_at", "created_by")
@@ -317,7 +317,7 @@ class GrowthEventAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin
     search_fields = ("idempotency_key__exact", "reference__exact")
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
     search_help_text = _(
-        "Idempotency key, reference, or the member's storefront customer id, email or phone (exact)."
+        "Idempotency key, reference, or the member's storefront customer id, email (exact) or phone (any spelling)."
     )
     sortable_by = ("occurred_at",)  # indexed (members.console.big_tables)
     list_per_page = 50

@@ -101,7 +101,9 @@ class CouponAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, Mode
     list_filter_submit = True
     search_fields = ("source__exact",)  # and the code, in get_search_results
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
-    search_help_text = _("Coupon code, source, or the member's storefront customer id, email or phone (exact).")
+    search_help_text = _(
+        "Coupon code, source, or the member's storefront customer id, email (exact) or phone (any spelling)."
+    )
     sortable_by = ("created_at",)  # indexed (members.console.big_tables)
 
     def get_search_results(self, request, queryset, search_term):
@@ -324,7 +326,7 @@ class CheckInAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin):
     list_filter_submit = True
     search_fields = ("member__external_id__exact",)  # the box; the members are found first (big_tables)
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")
-    search_help_text = _("The member's storefront customer id, email or phone (exact).")
+    search_help_text = _("The member's storefront customer id, email (exact) or phone (any spelling).")
     sortable_by = ("day",)  # indexed (members.console.big_tables)
     list_per_page = 50
 
@@ -371,7 +373,7 @@ class EngagementEventAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelA
     search_fields = ("reference__exact",)
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
     search_help_text = _(
-        "Reference (e.g. a review id), or the member's storefront customer id, email or phone (exact)."
+        "Reference (e.g. a review id), or the member's storefront customer id, email (exact) or phone (any spelling)."
     )
     sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
@@ -458,7 +460,7 @@ class MemberBadgeAdmin(MemberColumnMixin, BigTableAdminMixin, ReadOnlyModelAdmin
     list_filter_submit = True
     search_fields = ("member__external_id__exact",)  # the box; the members are found first (big_tables)
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")
-    search_help_text = _("The member's storefront customer id, email or phone (exact).")
+    search_help_text = _("The member's storefront customer id, email (exact) or phone (any spelling).")
     sortable_by = ("awarded_at",)  # indexed (members.console.big_tables)
     list_per_page = 50
 

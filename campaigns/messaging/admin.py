@@ -176,7 +176,8 @@ class MessageAdmin(MemberColumnMixin, BigTableAdminMixin, AuditedAdminMixin, Rea
     search_fields = ("idempotency_key__exact", "source__exact")
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
     search_help_text = _(
-        "Idempotency key, source (e.g. campaign:12), or the member's storefront customer id, email or phone (exact)."
+        "Idempotency key, source (e.g. campaign:12), or the member's storefront customer id, email (exact) or "
+        "phone (any spelling)."
     )
     sortable_by = ("created_at",)  # indexed (members.console.big_tables)
     list_per_page = 50

@@ -97,7 +97,7 @@ class OrderAdmin(MemberColumnMixin, BigTableAdminMixin, ImportPermissionMixin, I
     list_filter_submit = True
     search_fields = ("order_id__exact",)
     member_search_fields = ("external_id__exact", "email__iexact", "phone__exact")  # the members first (big_tables)
-    search_help_text = _("Order id, or the member's storefront customer id, email or phone (exact).")
+    search_help_text = _("Order id, or the member's storefront customer id, email (exact) or phone (any spelling).")
     sortable_by = ("order_id", "placed_at", "amount_display")  # indexed (members.console.big_tables)
     range_orderings = {"amount": "-amount"}
     autocomplete_fields = ("member",)
